@@ -1,0 +1,31 @@
+"""fastcheck: fast, explanatory gradient checking for hand-written backprop.
+
+The public names are those of API.md; everything else is private and may change.
+"""
+
+from .check import assert_gradient, check
+from .errors import (
+    CostEvaluationError,
+    FastcheckError,
+    GradientCheckError,
+    NondeterministicCostError,
+    ThreadSafetyError,
+)
+from .layout import Layout
+from .report import BlockReport, ComponentError, Report
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "check",
+    "assert_gradient",
+    "Layout",
+    "Report",
+    "BlockReport",
+    "ComponentError",
+    "FastcheckError",
+    "NondeterministicCostError",
+    "GradientCheckError",
+    "ThreadSafetyError",
+    "CostEvaluationError",
+]

@@ -1,0 +1,262 @@
+"""Normalise what the user passed (params, grad, cost, args) into one flat problem.
+
+Every input error of ``fc.check`` is raised here, at the boundary, with a message that
+names the argument, the expected and the actual value.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numba.extending import is_jitted
+
+from .errors import NondeterministicCostError
+from .layout import Layout
+
+#: Name of the single block of a flat parameter vector checked without a Layout.
+FLAT_BLOCK = "theta"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A gradient check reduced to flat float64 vectors.
+
+    ``theta`` is fastcheck's private copy of the parameters; ``make_call(x)`` returns a
+    zero-argument function evaluating the cost at the current contents of ``x``.
+    """
+
+    theta: np.ndarray
+    analytic: np.ndarray
+    layout: Layout
+    cost: Callable
+    args: tuple
+    params_kind: str  # "flat" or "mapping"
+    cost_returns_grad: bool
+    j0: float
+    #: Time the first call of a jitted cost spent compiling (first call minus second).
+    cost_compile_seconds: float = 0.0
+
+    def make_call(self, x: np.ndarray) -> Callable[[], Any]:
+        """A function of no arguments that evaluates ``cost`` at ``x`` (raw return value)."""
+        cost, args = self.cost, self.args
+        if self.params_kind == "mapping":
+            views = self.layout.unflatten(x)
+            if self.cost_returns_grad:
+                return lambda: cost(dict(views), *args)[0]
+            return lambda: cost(dict(views), *args)
+        if self.cost_returns_grad:
+            return lambda: cost(x, *args)[0]
+        return lambda: cost(x, *args)
+
+
+# -- small validators ---------------------------------------------------------------------
+def _dtype_error(what: str, arr: np.ndarray) -> TypeError:
+    return TypeError(
+        f"{what} must be float64, got dtype {arr.dtype}; convert with .astype(np.float64) "
+        f"(gradient checks need double precision: in float32 the finite-difference "
+        f"roundoff alone is ~1e-3)"
+    )
+
+
+def _as_float64_array(what: str, value: Any) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        arr = value
+    elif isinstance(value, (list, tuple)) or isinstance(value, numbers.Real):
+        arr = np.asarray(value)
+        if arr.dtype.kind in "iu" or arr.dtype == np.float64:
+            arr = arr.astype(np.float64)
+    else:
+        raise TypeError(f"{what} must be a float64 numpy array, got {type(value).__name__}")
+    if arr.dtype != np.float64:
+        raise _dtype_error(what, arr)
+    return arr
+
+
+def _check_finite(what: str, arr: np.ndarray) -> None:
+    if arr.size and not np.all(np.isfinite(arr)):
+        bad = np.flatnonzero(~np.isfinite(arr.reshape(-1)))
+        where = np.unravel_index(int(bad[0]), arr.shape) if arr.ndim else ()
+        raise ValueError(
+            f"{what} must be finite, but {bad.size} entr{'y is' if bad.size == 1 else 'ies are'} "
+            f"NaN or inf (first at index {tuple(int(k) for k in where)})"
+        )
+
+
+def scalar_cost(value: Any, where: str) -> float:
+    """The cost's return value as a float, or a TypeError naming what came back."""
+    if type(value) is float:
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"cost must return a real scalar, got a bool {where}")
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "fiu":
+        return float(value.reshape(()))
+    shape = getattr(value, "shape", None)
+    desc = f"an array of shape {shape}" if shape is not None else repr(value)[:60]
+    raise TypeError(f"cost must return a real scalar, got {desc} ({type(value).__name__}) {where}")
+
+
+# -- params -------------------------------------------------------------------------------
+def normalise_params(params: Any, layout: Layout | None) -> tuple[np.ndarray, Layout, str]:
+    """Private flat float64 copy of ``params``, its Layout, and ``"flat"``/``"mapping"``."""
+    if isinstance(params, Mapping):
+        if layout is not None:
+            raise TypeError("layout= is for a flat params vector; params is already a mapping")
+        if len(params) == 0:
+            raise ValueError("params must have at least one block, got an empty mapping")
+        arrays = {}
+        for name, value in params.items():
+            if not isinstance(name, str):
+                raise TypeError(f"params keys must be strings, got {name!r}")
+            arr = _as_float64_array(f"params[{name!r}]", value)
+            _check_finite(f"params[{name!r}]", arr)
+            arrays[name] = arr
+        lay = Layout.from_params(arrays)
+        if lay.size == 0:
+            raise ValueError("params has no components (every block is empty)")
+        return lay.flatten(arrays), lay, "mapping"
+    if not isinstance(params, np.ndarray):
+        raise TypeError(
+            "params must be a 1-D float64 numpy array or a mapping name -> array, "
+            f"got {type(params).__name__}"
+        )
+    arr = _as_float64_array("params", params)
+    if arr.ndim != 1:
+        raise ValueError(
+            f"params as an array must be 1-D (flat theta), got shape {arr.shape}; pass a "
+            f"dict of named arrays, or params.ravel() with layout=fc.Layout(...)"
+        )
+    if arr.size == 0:
+        raise ValueError("params has no components (shape (0,))")
+    _check_finite("params", arr)
+    if layout is None:
+        lay = Layout({FLAT_BLOCK: arr.shape})
+    elif not isinstance(layout, Layout):
+        raise TypeError(f"layout must be a fastcheck.Layout, got {type(layout).__name__}")
+    elif layout.size != arr.size:
+        raise ValueError(
+            f"layout describes {layout.size} components but params has {arr.size}"
+        )
+    else:
+        lay = layout
+    return np.array(arr, dtype=np.float64, order="C", copy=True), lay, "flat"
+
+
+# -- grad ---------------------------------------------------------------------------------
+def _transposition_hint(shape: tuple, got: tuple) -> str:
+    return " — is it transposed?" if len(shape) == 2 and got == shape[::-1] else ""
+
+
+def normalise_grad(value: Any, layout: Layout, params_kind: str, source: str) -> np.ndarray:
+    """The analytic gradient as a new flat float64 vector in ``layout``'s order."""
+    if isinstance(value, Mapping):
+        out = np.empty(layout.size, dtype=np.float64)
+        missing = []
+        for name, shape in layout.shapes.items():
+            if name in value:
+                key = name
+            elif "d" + name in value:
+                key = "d" + name
+            else:
+                missing.append(name)
+                continue
+            arr = _as_float64_array(f"{source}[{key!r}]", value[key])
+            if arr.shape != shape:
+                if arr.size == int(np.prod(shape)) and arr.ndim == 1:
+                    pass  # a flat block of the right length is accepted
+                else:
+                    raise ValueError(
+                        f"{name} has shape {shape} but {source}[{key!r}] has shape "
+                        f"{arr.shape}{_transposition_hint(shape, arr.shape)}"
+                    )
+            out[layout.block_slice(name)] = arr.reshape(-1)
+        if missing:
+            have = sorted(str(k) for k in value.keys())
+            raise ValueError(
+                f"{source} has no gradient for parameter(s) {missing}: expected keys "
+                f"{[n for n in missing]} or {['d' + n for n in missing]}, got keys {have}"
+            )
+        return out
+    arr = _as_float64_array(source, value)
+    if arr.ndim == 1 and arr.size == layout.size:
+        return np.array(arr, dtype=np.float64, copy=True)
+    if params_kind == "flat" or len(layout) == 1:
+        shape = (layout.size,)
+        raise ValueError(
+            f"{source} should be a flat array of shape {shape} like params, "
+            f"got shape {arr.shape}"
+        )
+    raise ValueError(
+        f"{source} should be a mapping with the keys of params ({list(layout.names)}) "
+        f"or a flat array of length {layout.size}, got an array of shape {arr.shape}"
+    )
+
+
+# -- the whole problem --------------------------------------------------------------------
+def _call_user(fn: Callable, x: np.ndarray, layout: Layout, kind: str, args: tuple) -> Any:
+    """Call ``fn`` at a private copy of ``x`` (as views when params was a mapping)."""
+    copy = x.copy()
+    if kind == "mapping":
+        return fn(layout.unflatten(copy), *args)
+    return fn(copy, *args)
+
+
+def prepare(cost: Any, grad: Any, params: Any, args: Any, layout: Layout | None) -> Problem:
+    """Validate the inputs of ``fc.check`` and evaluate the cost and gradient at theta.
+
+    Evaluates ``cost`` at theta twice and raises ``NondeterministicCostError`` when the
+    values differ.
+    """
+    if not callable(cost):
+        raise TypeError(f"cost must be callable, got {type(cost).__name__}")
+    if not isinstance(args, tuple):
+        args = tuple(args) if isinstance(args, list) else (args,)
+    theta, lay, kind = normalise_params(params, layout)
+    returns_grad = grad is True
+    if grad is False or grad is None:
+        raise TypeError(
+            f"grad must be an array, a mapping, a callable grad(theta, *args), or True "
+            f"(cost returns (loss, grads)); got {grad!r}"
+        )
+
+    def first_value(what: str) -> tuple[float, Any]:
+        value = _call_user(cost, theta, lay, kind, args)
+        grads = None
+        if returns_grad:
+            if not isinstance(value, tuple) or len(value) != 2:
+                raise TypeError(
+                    "with grad=True, cost must return a pair (loss, grads), got "
+                    f"{type(value).__name__}"
+                )
+            value, grads = value
+        return scalar_cost(value, what), grads
+
+    t0 = time.perf_counter()
+    j0, grads = first_value("at theta")
+    t1 = time.perf_counter()
+    if not math.isfinite(j0):
+        raise ValueError(f"cost must be finite at theta, got {j0}")
+    j1, _ = first_value("at theta (second evaluation)")
+    t2 = time.perf_counter()
+    compile_seconds = max(0.0, (t1 - t0) - (t2 - t1)) if is_jitted(cost) else 0.0
+    if not (abs(j1 - j0) <= 8 * np.finfo(np.float64).eps * max(abs(j0), abs(j1))):
+        raise NondeterministicCostError(
+            f"cost returned different values for the same theta ({j0!r}, then {j1!r}). "
+            "A gradient check needs a deterministic cost: turn dropout off (or fix its "
+            "mask), and seed or remove any randomness inside cost."
+        )
+    if returns_grad:
+        analytic_raw, source = grads, "grads returned by cost"
+    elif callable(grad):
+        analytic_raw, source = _call_user(grad, theta, lay, kind, args), "grad(theta)"
+    else:
+        analytic_raw, source = grad, "grad"
+    analytic = normalise_grad(analytic_raw, lay, kind, source)
+    return Problem(theta, analytic, lay, cost, args, kind, returns_grad, j0, compile_seconds)

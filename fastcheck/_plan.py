@@ -1,0 +1,104 @@
+"""Planning: which components to check (all, or a stratified sample) and in which chunks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .layout import Layout
+
+#: Components evaluated per driver step (one kernel call, one progress update).
+DEFAULT_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The components chosen for a check."""
+
+    indices: np.ndarray  # ascending int64 flat indices
+    seed: int
+    sampled: bool  # False when every component is checked
+
+
+def resolve_sample_size(sample, n_params: int, n_blocks: int) -> int | None:
+    """Number of components to check, or None for all. Validates ``sample``."""
+    if sample is None:
+        return None
+    if isinstance(sample, bool) or not isinstance(sample, (int, float, np.integer, np.floating)):
+        raise TypeError(
+            f"sample must be None, an int count or a float fraction in (0, 1], "
+            f"got {sample!r} ({type(sample).__name__})"
+        )
+    if isinstance(sample, (float, np.floating)):
+        frac = float(sample)
+        if not (0.0 < frac <= 1.0) or not np.isfinite(frac):
+            raise ValueError(f"sample as a fraction must be in (0, 1], got {sample!r}")
+        if frac == 1.0:
+            return None
+        count = max(int(round(frac * n_params)), n_blocks, 1)
+        return None if count >= n_params else count
+    count = int(sample)
+    if count < 1 or count > n_params:
+        raise ValueError(
+            f"sample as a count must be between 1 and the number of parameters "
+            f"({n_params:,}), got {count}"
+        )
+    if count < n_blocks:
+        raise ValueError(
+            f"sample={count} is smaller than the number of non-empty blocks ({n_blocks}); "
+            f"a stratified sample needs at least one component per block"
+        )
+    return None if count == n_params else count
+
+
+def resolve_seed(seed) -> int:
+    """The seed actually used: ``seed`` itself, or a fresh one when None."""
+    if seed is None:
+        return int(np.random.SeedSequence().entropy % (2**63))
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise TypeError(f"seed must be None or a non-negative int, got {seed!r}")
+    return int(seed)
+
+
+def stratified_counts(block_sizes: np.ndarray, count: int) -> np.ndarray:
+    """How many components each block gets: at least one per non-empty block,
+    the rest proportional to size (largest remainders), never more than the block has."""
+    sizes = np.asarray(block_sizes, dtype=np.int64)
+    nonempty = sizes > 0
+    counts = nonempty.astype(np.int64)
+    rest = count - int(counts.sum())
+    spare = np.where(nonempty, sizes - 1, 0).astype(np.float64)
+    if rest > 0 and spare.sum() > 0:
+        share = rest * spare / spare.sum()
+        extra = np.floor(share).astype(np.int64)
+        left = rest - int(extra.sum())
+        if left > 0:
+            order = np.argsort(-(share - extra), kind="stable")
+            order = order[spare[order] - extra[order] > 0]
+            extra[order[:left]] += 1
+        counts += np.minimum(extra, spare.astype(np.int64))
+    return counts
+
+
+def choose_components(layout: Layout, sample, seed) -> Sample:
+    """All components, or a reproducible stratified random sample of them."""
+    sizes = np.diff(layout.bounds)
+    n_blocks = int(np.count_nonzero(sizes))
+    count = resolve_sample_size(sample, layout.size, n_blocks)
+    used_seed = resolve_seed(seed)
+    if count is None:
+        return Sample(np.arange(layout.size, dtype=np.int64), used_seed, False)
+    rng = np.random.default_rng(used_seed)
+    counts = stratified_counts(sizes, count)
+    parts = []
+    for lo, size, k in zip(layout.bounds[:-1], sizes, counts):
+        if k > 0:
+            parts.append(lo + rng.choice(int(size), size=int(k), replace=False))
+    indices = np.sort(np.concatenate(parts).astype(np.int64))
+    return Sample(indices, used_seed, True)
+
+
+def chunks(n: int, chunk: int = DEFAULT_CHUNK) -> list[slice]:
+    """Consecutive slices of ``range(n)`` of at most ``chunk`` items."""
+    return [slice(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]

@@ -1,0 +1,146 @@
+"""The ``fastcheck`` command line: ``demo`` (and the subcommands later issues add).
+
+Exit status: 0 the check passed, 1 the gradient check failed, 2 usage or input error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with status 2 and one line on a usage error."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _sample(text: str) -> int | float:
+    """``--sample`` value: an int count or a float fraction."""
+    try:
+        value: int | float = int(text)
+    except ValueError:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a count (e.g. 2000) or a fraction (e.g. 0.01), got {text!r}"
+            ) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _bug_lines() -> str:
+    from .models import BUGS
+
+    return "\n".join(f"  {name:<24} {text}" for name, text in BUGS.items())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``fastcheck`` command."""
+    parser = _Parser(
+        prog="fastcheck",
+        description="Fast, explanatory gradient checks of hand-written backprop.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  fastcheck demo\n  fastcheck demo --bug missing-regularization\n"
+               "  fastcheck demo --size L --sample 2000 --seed 1\n\n"
+               "exit status: 0 pass, 1 gradient check failed, 2 usage or input error",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="{demo}", parser_class=_Parser)
+    demo = sub.add_parser(
+        "demo",
+        help="check the built-in MLP (optionally with an injected bug)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Check the gradient of the built-in multilayer perceptron (numba, "
+                    "ReLU, softmax cross-entropy + L2) and print the report.",
+        epilog="bugs (--bug NAME):\n" + _bug_lines() + "\n\nexamples:\n  fastcheck demo\n"
+               "  fastcheck demo --size M --bug sign-flip\n"
+               "  fastcheck demo --size L --sample 0.02 --threads 2",
+    )
+    demo.add_argument("--model", choices=["mlp"], default="mlp", help="built-in model")
+    demo.add_argument("--size", default="S", choices=["S", "M", "L", "SQ"],
+                      help="network size: S [20,16,8,3], M [64,64,32,10], "
+                           "L [784,128,64,10], SQ [16,16,16,4] (default S)")
+    demo.add_argument("--bug", default=None, metavar="NAME",
+                      help="inject a classic backprop bug (see the list below)")
+    demo.add_argument("--sample", type=_sample, default=None, metavar="N|FRACTION",
+                      help="check N components, or this fraction of them")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the data and the sample")
+    demo.add_argument("--threads", type=_positive_int, default=None, metavar="K",
+                      help="worker threads (default: all cores)")
+    demo.add_argument("--backend", default="auto",
+                      choices=["auto", "numba", "threads", "serial"],
+                      help="evaluation backend (default auto: numba for the njit model)")
+    demo.add_argument("--eps", default="auto",
+                      help='finite-difference step: "auto" or a float such as 1e-7')
+    demo.add_argument("--json", action="store_true", help="print the report as JSON")
+    demo.add_argument("--progress", action="store_true", default=None,
+                      help="show a progress bar (default: when stderr is a terminal)")
+    return parser
+
+
+def _eps(text: str) -> float | str:
+    if text == "auto":
+        return text
+    return float(text)
+
+
+def run_demo(ns: argparse.Namespace) -> int:
+    """``fastcheck demo``: check the built-in network and print the report."""
+    import fastcheck as fc
+
+    from .models import BUGS, make_mlp
+
+    if ns.bug is not None and ns.bug not in BUGS:
+        print(f"fastcheck demo: error: unknown --bug {ns.bug!r}; choose one of "
+              f"{', '.join(BUGS)}", file=sys.stderr)
+        return EXIT_USAGE
+    model = make_mlp(ns.size, bug=ns.bug, seed=ns.seed)
+    progress = sys.stderr.isatty() if ns.progress is None else ns.progress
+    report = fc.check(model.cost, model.grad, model.theta, model.args, layout=model.layout,
+                      eps=_eps(ns.eps), sample=ns.sample, seed=ns.seed, backend=ns.backend,
+                      threads=ns.threads, progress=progress)
+    if ns.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        bug = f", bug {ns.bug!r} injected" if ns.bug else ""
+        print(f"model: {model.name} {list(model.sizes)}, N = {report.n_params:,}{bug}")
+        print(report.summary())
+    return EXIT_PASS if report.passed else EXIT_FAIL
+
+
+COMMANDS = {"demo": run_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fastcheck`` command; returns the exit status."""
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if ns.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return COMMANDS[ns.command](ns)
+    except (ValueError, TypeError) as exc:
+        print(f"fastcheck {ns.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("fastcheck: interrupted", file=sys.stderr)
+        return 130
