@@ -14,6 +14,7 @@ from . import _plan, _steps, _verdict
 from ._inputs import Problem, prepare
 from .backends import BACKEND_NAMES, create_backend, resolve_backend
 from .layout import Layout
+from ._analysis import enrich
 from .report import Report, block_reports, global_relative_error, verdict_of
 
 __all__ = ["check", "assert_gradient"]
@@ -58,6 +59,15 @@ def _validate_threads(threads: Any) -> int | None:
     if threads < 1:
         raise ValueError(f"threads must be None or a positive int, got {threads}")
     return int(threads)
+
+
+def _validate_confidence(confidence: Any) -> float:
+    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real):
+        raise TypeError(f"confidence must be a float in (0, 1), got {confidence!r}")
+    value = float(confidence)
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    return value
 
 
 # -- the driver ---------------------------------------------------------------------------
@@ -111,6 +121,7 @@ def check(
     progress: bool = False,
     rtol: float = 1e-5,
     layout: Layout | None = None,
+    confidence: float = 0.95,
 ) -> Report:
     """Compare an analytic gradient with two-sided finite differences, component by component.
 
@@ -146,6 +157,8 @@ def check(
         Per-component relative tolerance, on top of the estimated finite-difference error.
     layout : Layout or None
         Block names for a flat ``params`` vector.
+    confidence : float
+        Level of ``report.failure_rate_bound`` (when a sample was checked).
 
     Returns
     -------
@@ -174,6 +187,7 @@ def check(
     rtol = _validate_rtol(rtol)
     backend = _validate_backend(backend)
     threads = _validate_threads(threads)
+    confidence = _validate_confidence(confidence)
     problem = prepare(cost, grad, params, args, layout)
     plan = _plan.choose_components(problem.layout, sample, seed)
     indices = plan.indices
@@ -213,7 +227,7 @@ def check(
     blocks = block_reports(problem.layout, indices, analytic, numeric, rel_errors, kinds)
     evaluations = 2 + (1 if problem.cost_returns_grad else 0) + runner.evaluations
     compile_seconds = float(runner.compile_seconds) + problem.cost_compile_seconds
-    return Report(
+    report = Report(
         passed=n_failed == 0,
         verdict=verdict_of(n_failed, rel_global),
         relative_error=rel_global,
@@ -239,6 +253,7 @@ def check(
         evaluations=evaluations,
         sampled=plan.sampled,
     )
+    return enrich(report, problem.theta[indices], confidence)
 
 
 def assert_gradient(cost: Callable[..., Any], grad: Any, params: Any, args: tuple = (),
