@@ -11,10 +11,10 @@ from typing import Any, Literal
 import numpy as np
 
 from . import _plan, _steps, _verdict
+from ._analysis import enrich
 from ._inputs import Problem, prepare
 from .backends import BACKEND_NAMES, create_backend, resolve_backend
 from .layout import Layout
-from ._analysis import enrich
 from .report import Report, block_reports, global_relative_error, verdict_of
 
 __all__ = ["check", "assert_gradient"]

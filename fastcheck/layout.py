@@ -198,7 +198,9 @@ class Layout:
         b = int(self.block_of(i))
         local = i - int(self._offsets[b])
         shape = self._shapes[b]
-        return self._names[b], tuple(int(k) for k in np.unravel_index(local, shape)) if shape else ()
+        if not shape:
+            return self._names[b], ()
+        return self._names[b], tuple(int(k) for k in np.unravel_index(local, shape))
 
     def label(self, flat_index: int) -> str:
         """``"W2[1, 40]"`` for a flat index (``"b"`` for a 0-d block)."""
