@@ -205,6 +205,9 @@ def check(
             numeric = _verdict.Differences(j_plus, j_minus, x_plus, x_minus).numeric()
             kinds = np.full(indices.shape[0], _verdict.OK, dtype="<U9")
             where = np.flatnonzero(suspect)
+            if where.size and hasattr(runner, "verify"):
+                runner.verify(indices[where], x_plus[where], x_minus[where],
+                              j_plus[where], j_minus[where])
             if where.size:
                 first = _verdict.Differences(j_plus[where], j_minus[where], x_plus[where],
                                              x_minus[where])

@@ -70,12 +70,23 @@ class ThreadsBackend:
         self.evaluations += 2 * n
         j_plus = np.concatenate([p[0] for p in parts])
         j_minus = np.concatenate([p[1] for p in parts])
-        self._recheck(indices, x_plus, x_minus, j_plus, j_minus)
+        n_picks = min(RECHECKS_PER_CHUNK, n)
+        self.verify(indices, x_plus, x_minus, j_plus, j_minus,
+                    self._rng.choice(n, size=n_picks, replace=False))
         return j_plus, j_minus
 
-    def _recheck(self, indices, x_plus, x_minus, j_plus, j_minus) -> None:
-        n = indices.shape[0]
-        picks = self._rng.choice(n, size=min(RECHECKS_PER_CHUNK, n), replace=False)
+    def verify(self, indices, x_plus, x_minus, j_plus, j_minus, picks=None) -> None:
+        """Re-evaluate components (all, or positions ``picks``) in one thread and raise
+        ``ThreadSafetyError`` if any value differs from the threaded one.
+
+        The driver calls this for every suspect: a race can only change a verdict by
+        making a component look wrong, so checking the suspects catches every race that
+        matters, and the random picks catch the rest early.
+        """
+        if picks is None:
+            picks = np.arange(indices.shape[0])
+        if picks.size == 0:
+            return
         again_p, again_m = self._run_slice(0, indices[picks], x_plus[picks], x_minus[picks])
         same = np.isclose(again_p, j_plus[picks], rtol=1e-13, atol=0, equal_nan=True) & \
             np.isclose(again_m, j_minus[picks], rtol=1e-13, atol=0, equal_nan=True)

@@ -1,0 +1,66 @@
+"""The command line: exit codes 0 / 1 / 2, as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fastcheck.cli import main
+
+
+def test_demo_passes(capsys):
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS" in out and "W1" in out
+
+
+def test_demo_bug_fails_and_names_w_blocks(capsys):
+    assert main(["demo", "--bug", "missing-regularization"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out
+    assert "failing blocks: W1, W2, W3" in out
+
+
+def test_demo_json(capsys):
+    assert main(["demo", "--sample", "40", "--seed", "2", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["n_checked"] == 40 and data["seed"] == 2 and data["passed"] is True
+
+
+@pytest.mark.parametrize("argv", [
+    ["demo", "--sample", "0"],
+    ["demo", "--sample", "abc"],
+    ["demo", "--sample", "100000"],
+    ["demo", "--bug", "nope"],
+    ["demo", "--threads", "0"],
+    ["demo", "--eps", "-1"],
+    ["demo", "--size", "XL"],
+    ["frobnicate"],
+    [],
+])
+def test_usage_errors_exit_2(argv, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+
+
+def test_help_lists_bug_names(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for bug in ("missing-regularization", "bias-factor-2", "sign-flip", "one-element",
+                "transposed", "wrong-relu-mask"):
+        assert bug in out
+
+
+def test_python_dash_m_and_console_script():
+    proc = subprocess.run([sys.executable, "-m", "fastcheck", "demo", "--bug", "sign-flip"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "W2" in proc.stdout
