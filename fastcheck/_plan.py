@@ -99,6 +99,29 @@ def choose_components(layout: Layout, sample, seed) -> Sample:
     return Sample(indices, used_seed, True)
 
 
+def auto_sample_size(n_params: int, confidence: float, target_rate: float) -> int:
+    """Components needed for the zero-failure Clopper-Pearson bound to reach ``target_rate``.
+
+    With 0 failures in n draws the one-sided bound is ``1 - (1 - confidence)**(1/n)``.
+    """
+    need = int(np.ceil(np.log1p(-confidence) / np.log1p(-target_rate)))
+    return min(n_params, max(need, 1))
+
+
+def processing_order(layout: Layout, indices: np.ndarray, seed: int) -> np.ndarray:
+    """Positions into ``indices`` in the order to check them when a check may stop early:
+    one component of every block first, then the rest in random order (so that whatever
+    has been checked when it stops is a random, every-block sample)."""
+    rng = np.random.default_rng([seed, 1])
+    n = indices.shape[0]
+    block = layout.block_of(indices)
+    perm = rng.permutation(n)
+    _, first_of_block = np.unique(block[perm], return_index=True)
+    head = perm[first_of_block]
+    rest = np.delete(perm, first_of_block)
+    return np.concatenate([head, rest]).astype(np.int64)
+
+
 def chunks(n: int, chunk: int = DEFAULT_CHUNK) -> list[slice]:
     """Consecutive slices of ``range(n)`` of at most ``chunk`` items."""
     return [slice(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import _plan, _steps, _verdict
+from . import _driver, _plan, _steps, _verdict
 from ._analysis import enrich
 from ._inputs import Problem, prepare
 from .backends import BACKEND_NAMES, create_backend, resolve_backend
@@ -70,6 +70,25 @@ def _validate_confidence(confidence: Any) -> float:
     return value
 
 
+def _validate_target_rate(target_rate: Any) -> float:
+    if isinstance(target_rate, bool) or not isinstance(target_rate, numbers.Real):
+        raise TypeError(f"target_rate must be a float in (0, 1), got {target_rate!r}")
+    value = float(target_rate)
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"target_rate must be in (0, 1), got {target_rate!r}")
+    return value
+
+
+def _validate_max_failures(max_failures: Any) -> int | None:
+    if max_failures is None:
+        return None
+    if isinstance(max_failures, bool) or not isinstance(max_failures, (int, np.integer)):
+        raise TypeError(f"max_failures must be None or a positive int, got {max_failures!r}")
+    if max_failures < 1:
+        raise ValueError(f"max_failures must be None or a positive int, got {max_failures}")
+    return int(max_failures)
+
+
 # -- the driver ---------------------------------------------------------------------------
 class _Progress:
     """A tqdm bar over components (or nothing)."""
@@ -91,22 +110,6 @@ class _Progress:
             self._bar.close()
 
 
-def _evaluate_all(backend, problem: Problem, indices: np.ndarray, x_plus: np.ndarray,
-                  x_minus: np.ndarray, rtol: float, progress: _Progress):
-    """Run the chosen components chunk by chunk; returns J+, J- and the suspect mask."""
-    n = indices.shape[0]
-    j_plus = np.empty(n, dtype=np.float64)
-    j_minus = np.empty(n, dtype=np.float64)
-    suspect = np.zeros(n, dtype=bool)
-    for s in _plan.chunks(n):
-        jp, jm = backend.evaluate(indices[s], x_plus[s], x_minus[s])
-        j_plus[s], j_minus[s] = jp, jm
-        first = _verdict.Differences(jp, jm, x_plus[s], x_minus[s])
-        suspect[s] = _verdict.first_pass(problem.analytic[indices[s]], first, problem.j0, rtol)
-        progress.advance(s.stop - s.start, int(np.count_nonzero(suspect[: s.stop])))
-    return j_plus, j_minus, suspect
-
-
 def check(
     cost: Callable[..., Any],
     grad: Any,
@@ -122,6 +125,9 @@ def check(
     rtol: float = 1e-5,
     layout: Layout | None = None,
     confidence: float = 0.95,
+    target_rate: float = 1e-3,
+    max_failures: int | None = None,
+    client: Any = None,
 ) -> Report:
     """Compare an analytic gradient with two-sided finite differences, component by component.
 
@@ -142,9 +148,11 @@ def check(
         Extra arguments passed to ``cost`` and a callable ``grad`` after theta.
     eps : float or "auto"
         The step: ``"auto"`` uses ``cbrt(eps_machine) * max(1, |theta_i|)`` per component.
-    sample : int, float or None
+    sample : int, float, "auto" or None
         None checks every component; an int that many, a float in (0, 1] that fraction,
-        drawn at random and stratified so that every block gets at least one.
+        drawn at random and stratified so that every block gets at least one. ``"auto"``
+        checks random chunks until a failure is confirmed or the upper confidence bound
+        on the failure rate drops below ``target_rate``.
     seed : int or None
         Seed of the sample; a fresh one is drawn (and recorded) when None.
     backend : {"auto", "numba", "threads", "serial"}
@@ -159,6 +167,12 @@ def check(
         Block names for a flat ``params`` vector.
     confidence : float
         Level of ``report.failure_rate_bound`` (when a sample was checked).
+    target_rate : float
+        With ``sample="auto"``: the failure rate to rule out at ``confidence``.
+    max_failures : int or None
+        Stop once this many failures are confirmed (``report.stop_reason`` says so).
+    client : dask.distributed.Client or None
+        With ``backend="dask"``: the cluster to run on (None: the default client).
 
     Returns
     -------
@@ -188,40 +202,83 @@ def check(
     backend = _validate_backend(backend)
     threads = _validate_threads(threads)
     confidence = _validate_confidence(confidence)
+    target_rate = _validate_target_rate(target_rate)
+    max_failures = _validate_max_failures(max_failures)
     problem = prepare(cost, grad, params, args, layout)
+    adaptive = isinstance(sample, str) and sample == "auto"
+    if adaptive:
+        n_blocks = int(np.count_nonzero(np.diff(problem.layout.bounds)))
+        sample = max(n_blocks, _plan.auto_sample_size(problem.layout.size, confidence,
+                                                      target_rate))
+    elif isinstance(sample, str):
+        raise ValueError(f'sample must be None, an int, a float in (0, 1] or "auto", '
+                         f'got {sample!r}')
     plan = _plan.choose_components(problem.layout, sample, seed)
-    indices = plan.indices
+    targets = _targets(problem, plan.indices, eps)
+    may_stop = adaptive or max_failures is not None
+    order = (_plan.processing_order(problem.layout, plan.indices, plan.seed) if may_stop
+             else np.arange(plan.indices.shape[0], dtype=np.int64))
+    stop = _stop_rule(adaptive, max_failures, confidence, target_rate)
+
+    runner = create_backend(resolve_backend(backend, problem), problem, threads,
+                            client=client)
+    bar = _Progress(bool(progress), plan.indices.shape[0])
+    try:
+        with runner:
+            state = _driver.run(runner, problem, targets, rtol, order, stop, bar.advance)
+    finally:
+        bar.close()
+    report = _build_report(problem, plan, targets, state, runner, eps, rtol, start,
+                           confidence)
+    if state.error is not None:
+        try:
+            state.error.partial_report = report
+        except AttributeError:  # pragma: no cover - exceptions without a __dict__
+            pass
+        raise state.error
+    return report
+
+
+def _targets(problem: Problem, indices: np.ndarray, eps) -> _driver.Targets:
+    """Points, steps and analytic values of the chosen components."""
     theta_at = problem.theta[indices]
     h = _steps.nominal_steps(theta_at, eps)
     x_plus, x_minus = _steps.perturbed_points(theta_at, h)
-    analytic = problem.analytic[indices]
+    return _driver.Targets(indices, theta_at, h, x_plus, x_minus, problem.analytic[indices])
 
-    runner = create_backend(resolve_backend(backend, problem), problem, threads)
-    bar = _Progress(bool(progress), indices.shape[0])
-    try:
-        with runner:
-            j_plus, j_minus, suspect = _evaluate_all(runner, problem, indices, x_plus,
-                                                     x_minus, rtol, bar)
-            numeric = _verdict.Differences(j_plus, j_minus, x_plus, x_minus).numeric()
-            kinds = np.full(indices.shape[0], _verdict.OK, dtype="<U9")
-            where = np.flatnonzero(suspect)
-            if where.size and hasattr(runner, "verify"):
-                runner.verify(indices[where], x_plus[where], x_minus[where],
-                              j_plus[where], j_minus[where])
-            if where.size:
-                first = _verdict.Differences(j_plus[where], j_minus[where], x_plus[where],
-                                             x_minus[where])
 
-                def evaluate(positions, xp, xm):
-                    return runner.evaluate(indices[where[positions]], xp, xm)
+def _stop_rule(adaptive: bool, max_failures: int | None, confidence: float,
+               target_rate: float):
+    """The rule that may end a check early, or None."""
+    if not adaptive and max_failures is None:
+        return None
+    from scipy.stats import beta
 
-                outcome = _verdict.reexamine(analytic[where], theta_at[where], h[where],
-                                             first, problem.j0, rtol, evaluate)
-                kinds[where] = outcome.kinds
-                numeric[where] = outcome.numeric
-    finally:
-        bar.close()
+    def stop(done: int, n_failed: int) -> str | None:
+        if max_failures is not None and n_failed >= max_failures:
+            return (f"max_failures={max_failures} reached: {n_failed} failure(s) confirmed "
+                    f"after {done:,} components")
+        if adaptive and n_failed:
+            return f"sample='auto': a failure was confirmed after {done:,} components"
+        if adaptive:
+            bound = float(beta.ppf(confidence, 1, done)) if done else 1.0
+            if bound <= target_rate:
+                return (f"sample='auto': 0 failures in {done:,} components puts the failure "
+                        f"rate below target_rate={target_rate:g} at {confidence:.0%} "
+                        f"confidence")
+        return None
 
+    return stop
+
+
+def _build_report(problem: Problem, plan, targets: _driver.Targets, state, runner, eps,
+                  rtol: float, start: float, confidence: float) -> Report:
+    """Assemble the Report of the finished part of the check."""
+    pos = state.finished_positions()
+    indices = targets.indices[pos]
+    analytic = targets.analytic[pos]
+    numeric = state.numeric[pos]
+    kinds = state.kinds[pos]
     abs_errors = np.abs(analytic - numeric)
     rel_errors = _verdict.relative_errors(analytic, numeric)
     failing = np.isin(kinds, (_verdict.FAIL, _verdict.NONFINITE))
@@ -242,7 +299,7 @@ def check(
         abs_errors=abs_errors,
         rel_errors=rel_errors,
         kinds=kinds,
-        steps=(x_plus - x_minus) / 2,
+        steps=(targets.x_plus[pos] - targets.x_minus[pos]) / 2,
         failed=indices[failing],
         blocks=blocks,
         layout=problem.layout,
@@ -251,10 +308,11 @@ def check(
         rtol=rtol,
         backend=runner.name,
         threads=runner.threads,
-        seconds=time.perf_counter() - start - compile_seconds,
+        seconds=max(0.0, time.perf_counter() - start - compile_seconds),
         compile_seconds=compile_seconds,
         evaluations=evaluations,
-        sampled=plan.sampled,
+        sampled=bool(plan.sampled or state.done < targets.indices.shape[0]),
+        stop_reason=state.stop_reason,
     )
     return enrich(report, problem.theta[indices], confidence)
 

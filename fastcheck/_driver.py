@@ -1,0 +1,117 @@
+"""The chunked driver: evaluate, judge and re-examine the chosen components chunk by chunk.
+
+Memory beyond the result arrays is O(chunk). After every chunk the stop rule may end the
+check early (``max_failures``, adaptive sampling); an interrupt or a failing cost ends it
+too, and what was finished so far is kept so that a partial report can be built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _verdict
+from ._plan import DEFAULT_CHUNK
+
+#: The first chunk is small so that an early failure is reported quickly; chunks then
+#: double up to DEFAULT_CHUNK.
+FIRST_CHUNK = 256
+
+StopRule = Callable[[int, int], "str | None"]
+
+
+@dataclass
+class Targets:
+    """The components to check, in index order, with their points and steps."""
+
+    indices: np.ndarray
+    theta_at: np.ndarray
+    h: np.ndarray
+    x_plus: np.ndarray
+    x_minus: np.ndarray
+    analytic: np.ndarray
+
+
+@dataclass
+class Progress:
+    """State of a check in progress; ``order[:done]`` are the finished positions."""
+
+    order: np.ndarray
+    numeric: np.ndarray
+    kinds: np.ndarray
+    done: int = 0
+    n_failed: int = 0
+    stop_reason: str = "complete"
+    error: BaseException | None = field(default=None, repr=False)
+
+    def finished_positions(self) -> np.ndarray:
+        """Positions (into the targets) checked so far, ascending."""
+        return np.sort(self.order[: self.done])
+
+
+def chunk_schedule(n: int, first: int = FIRST_CHUNK, largest: int = DEFAULT_CHUNK):
+    """Slices of ``range(n)`` that start small and double up to ``largest``."""
+    lo, size = 0, max(1, first)
+    while lo < n:
+        hi = min(n, lo + size)
+        yield slice(lo, hi)
+        lo, size = hi, min(largest, size * 2)
+
+
+def _judge_chunk(runner, problem, t: Targets, pos: np.ndarray, rtol: float):
+    """Evaluate the components at positions ``pos``; return numeric values and kinds."""
+    idx = t.indices[pos]
+    jp, jm = runner.evaluate(idx, t.x_plus[pos], t.x_minus[pos])
+    first = _verdict.Differences(jp, jm, t.x_plus[pos], t.x_minus[pos])
+    numeric = first.numeric()
+    kinds = np.full(pos.shape[0], _verdict.OK, dtype="<U9")
+    suspect = np.flatnonzero(_verdict.first_pass(t.analytic[pos], first, problem.j0, rtol))
+    if suspect.size == 0:
+        return numeric, kinds
+    sp = pos[suspect]
+    if hasattr(runner, "verify"):  # backends that can race re-check every suspect
+        runner.verify(t.indices[sp], t.x_plus[sp], t.x_minus[sp], jp[suspect], jm[suspect])
+    sub = _verdict.Differences(jp[suspect], jm[suspect], t.x_plus[sp], t.x_minus[sp])
+
+    def evaluate(positions, xp, xm):
+        return runner.evaluate(t.indices[sp[positions]], xp, xm)
+
+    outcome = _verdict.reexamine(t.analytic[sp], t.theta_at[sp], t.h[sp], sub, problem.j0,
+                                 rtol, evaluate)
+    kinds[suspect] = outcome.kinds
+    numeric[suspect] = outcome.numeric
+    return numeric, kinds
+
+
+def run(runner, problem, targets: Targets, rtol: float, order: np.ndarray,
+        stop: StopRule | None = None, on_chunk: Callable[[int, int], None] | None = None
+        ) -> Progress:
+    """Check the targets in the given processing ``order``, chunk by chunk.
+
+    Returns the progress (complete, stopped by ``stop``, or ended by an exception that is
+    stored in ``progress.error`` for the caller to re-raise with a partial report).
+    """
+    n = order.shape[0]
+    state = Progress(order, np.full(targets.indices.shape[0], np.nan),
+                     np.full(targets.indices.shape[0], "", dtype="<U9"))
+    try:
+        for s in chunk_schedule(n):
+            pos = order[s]
+            numeric, kinds = _judge_chunk(runner, problem, targets, pos, rtol)
+            state.numeric[pos] = numeric
+            state.kinds[pos] = kinds
+            state.done = s.stop
+            state.n_failed += int(np.count_nonzero(
+                (kinds == _verdict.FAIL) | (kinds == _verdict.NONFINITE)))
+            if on_chunk is not None:
+                on_chunk(s.stop - s.start, state.n_failed)
+            reason = stop(state.done, state.n_failed) if stop is not None else None
+            if reason:
+                state.stop_reason = reason
+                break
+    except (KeyboardInterrupt, Exception) as exc:  # re-raised by the caller
+        state.error = exc
+        state.stop_reason = f"interrupted by {type(exc).__name__}"
+    return state
