@@ -82,6 +82,23 @@ def _fmt_count(k: int) -> str:
     return f"{k:,}"
 
 
+def _fmt_pct(fraction: float) -> str:
+    """A fraction as a short percentage: 0.0014967 -> '0.15%', 1.0 -> '100%'."""
+    v = 100.0 * fraction
+    if v == 0:
+        return "0%"
+    if v >= 10:
+        return f"{v:.0f}%"
+    if v >= 1e-3:
+        return f"{v:#.2g}%"
+    return f"{v:.1e}%"
+
+
+#: Column headers of Ng's bands in the text table (counts of components per band).
+BAND_HEADERS = ("<1e-7", "<1e-5", "<1e-3", ">1e-3")
+BAND_KEYS = ("<1e-7", "1e-7..1e-5", "1e-5..1e-3", ">1e-3")
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         if value.dtype.kind == "f":
@@ -164,15 +181,47 @@ class Report:
         return (f"fastcheck {word}: relative error {self.relative_error:.2e} "
                 f"({ng_band(self.relative_error)}); {what}{fails}")
 
+    def confidence_sentence(self) -> str | None:
+        """The failure-rate bound in words (None for a full check)."""
+        bound = self.failure_rate_bound
+        if not bound:
+            return None
+        k, n, total = bound["n_failed"], bound["n_checked"], bound["n_params"]
+        return (f"{_fmt_count(k)} of {_fmt_count(n)} sampled components failed: with "
+                f"{100 * bound['confidence']:g}% confidence at most "
+                f"{_fmt_pct(bound['overall'])} of the {_fmt_count(total)} components are wrong "
+                f"(Clopper-Pearson)")
+
+    def band_counts(self, name: str | None = None) -> tuple[int, ...] | None:
+        """Components of a block (or all, ``name=None``) in Ng's four bands, from ``stats``."""
+        if not self.stats:
+            return None
+        group = self.stats["overall"] if name is None else self.stats["blocks"][name]
+        return tuple(int(group["bands"][key]) for key in BAND_KEYS)
+
     def _block_lines(self) -> list[str]:
-        rows = [("block", "shape", "checked", "rel.error", "max comp.", "failed", "kinks",
-                 "verdict")]
+        head = ["block", "shape", "checked", "rel.error", "max comp.", "failed", "kinks"]
+        bands = ({b.name: [_fmt_count(c) for c in self.band_counts(b.name)]
+                  for b in self.blocks} if self.stats else None)
+        if bands:
+            widths = [max(len(h), *(len(counts[i]) for counts in bands.values()))
+                      for i, h in enumerate(BAND_HEADERS)]
+            head.append("|".join(h.rjust(w) for h, w in zip(BAND_HEADERS, widths)))
+        bound = self.failure_rate_bound
+        if bound:
+            head.append(f"fail<={100 * bound['confidence']:g}%")
+        head.append("verdict")
+        rows = [tuple(head)]
         for b in self.blocks:
-            rows.append((
-                b.name, str(b.shape), f"{_fmt_count(b.n_checked)}/{_fmt_count(b.n_params)}",
-                f"{b.relative_error:.1e}", f"{b.max_rel_error:.1e}", _fmt_count(b.n_failed),
-                _fmt_count(b.n_kinks), b.verdict,
-            ))
+            row = [b.name, str(b.shape), f"{_fmt_count(b.n_checked)}/{_fmt_count(b.n_params)}",
+                   f"{b.relative_error:.1e}", f"{b.max_rel_error:.1e}", _fmt_count(b.n_failed),
+                   _fmt_count(b.n_kinks)]
+            if bands:
+                row.append("|".join(c.rjust(w) for c, w in zip(bands[b.name], widths)))
+            if bound:
+                row.append(_fmt_pct(bound["blocks"][b.name]))
+            row.append(b.verdict)
+            rows.append(tuple(row))
         widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
         return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip()
                 for r in rows]
@@ -203,6 +252,9 @@ class Report:
         if bad:
             lines.append(f"failing blocks: {', '.join(bad)}")
         lines.extend(f"hint: {h}" for h in self.hints)
+        confidence = self.confidence_sentence()
+        if confidence:
+            lines.append(confidence)
         worst = self._worst_lines(k)
         if worst:
             lines.append("worst components:")
@@ -216,8 +268,12 @@ class Report:
         if bad:
             lines.append(f"failing blocks: {', '.join(bad)}")
         lines.extend(f"hint: {h}" for h in self.hints)
+        confidence = self.confidence_sentence()
+        if confidence:
+            lines.append(confidence)
         lines.append("")
-        lines.append("blocks:")
+        lines.append("blocks:" + ("  (bands: components per relative-error band)"
+                                  if self.stats else ""))
         lines.extend(self._block_lines())
         worst = self._worst_lines(10 if len(self.failed) else 5)
         if worst:
@@ -225,7 +281,7 @@ class Report:
             lines.append("worst components:")
             lines.extend(worst)
         n_kinks = int(np.count_nonzero(self.kinds == "kink"))
-        if n_kinks:
+        if n_kinks and not any("kink" in h for h in self.hints):
             lines.append("")
             lines.append(f"{_fmt_count(n_kinks)} component(s) sit on a kink (ReLU/max/abs "
                          "switching inside the step): not counted as failures.")
@@ -245,6 +301,22 @@ class Report:
 
     def __str__(self) -> str:
         return self.summary()
+
+    def _repr_html_(self) -> str:
+        """The report as an HTML table, for Jupyter."""
+        from .plot import report_html
+
+        return report_html(self)
+
+    def plot(self, **kwargs: Any):
+        """Histograms of log10 relative errors and analytic-vs-numeric scatter, per block.
+
+        Needs matplotlib (``pip install fastcheck[plot]``); returns a
+        ``matplotlib.figure.Figure`` (no display needed). See ``fastcheck.plot.plot_report``.
+        """
+        from .plot import plot_report
+
+        return plot_report(self, **kwargs)
 
     def __repr__(self) -> str:
         return (f"<Report {self.verdict}: relative_error={self.relative_error:.2e}, "

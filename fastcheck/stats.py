@@ -1,0 +1,220 @@
+"""SciPy statistics of the per-component errors, and confidence bounds on the failure rate.
+
+Everything returned here is made of plain ``dict``/``float``/``int``/``None`` values, so a
+Report's ``to_dict()`` stays JSON-serialisable.
+
+Relative errors are compared on a log10 scale. A relative error of exactly 0 (the analytic
+and numeric values agree to the last bit, or both are 0) has no logarithm: relative errors
+below :data:`LOG10_FLOOR` are raised to it before taking log10, and ``n_floored`` says how
+many were.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import scipy.stats
+
+from .layout import Layout
+
+__all__ = [
+    "BANDS",
+    "LOG10_FLOOR",
+    "clopper_pearson_upper",
+    "hypergeometric_upper",
+    "error_statistics",
+    "failure_rate_bound",
+    "band_counts",
+]
+
+#: Relative errors below this are counted as this before taking log10.
+LOG10_FLOOR = 1e-17
+#: Ng's bands on the relative error: (key, lower edge, upper edge), upper edge inclusive
+#: except for the first band (as in ``report.ng_band``).
+BANDS = (("<1e-7", 0.0, 1e-7), ("1e-7..1e-5", 1e-7, 1e-5), ("1e-5..1e-3", 1e-5, 1e-3),
+         (">1e-3", 1e-3, math.inf))
+_KINDS = ("ok", "kink", "fail", "nonfinite")
+_QUANTILES = (50, 90, 99)
+
+
+def _num(x) -> float | None:
+    """A plain float, or None when not finite (JSON has no NaN)."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def band_counts(rel_errors: np.ndarray) -> dict[str, int]:
+    """How many relative errors fall in each of Ng's bands (non-finite ones apart).
+
+    Parameters
+    ----------
+    rel_errors : numpy.ndarray
+        Per-component relative errors ``|a - n| / (|a| + |n|)``.
+
+    Returns
+    -------
+    dict
+        ``{"<1e-7": int, "1e-7..1e-5": int, "1e-5..1e-3": int, ">1e-3": int,
+        "nonfinite": int}``.
+    """
+    rel = np.asarray(rel_errors, dtype=np.float64)
+    finite = np.isfinite(rel)
+    # Band i holds edges[i-1] < e <= edges[i] except the first, which is e < 1e-7.
+    band = np.searchsorted(np.array([1e-7, 1e-5, 1e-3]), rel[finite], side="left")
+    band[rel[finite] == 1e-7] = 1
+    counts = np.bincount(band, minlength=4)
+    out = {key: int(c) for (key, _, _), c in zip(BANDS, counts)}
+    out["nonfinite"] = int(np.count_nonzero(~finite))
+    return out
+
+
+def _describe(log_errors: np.ndarray) -> dict | None:
+    """``scipy.stats.describe`` as a dict of plain floats (None where undefined)."""
+    if log_errors.size == 0:
+        return None
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        # Constant data: scipy warns about the moments and returns NaN for them.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        d = scipy.stats.describe(log_errors)
+    variance = d.variance if log_errors.size > 1 else math.nan
+    return {"nobs": int(d.nobs), "min": _num(d.minmax[0]), "max": _num(d.minmax[1]),
+            "mean": _num(d.mean), "variance": _num(variance), "skewness": _num(d.skewness),
+            "kurtosis": _num(d.kurtosis)}
+
+
+def _group_statistics(rel_errors: np.ndarray, kinds: np.ndarray) -> dict:
+    rel = np.asarray(rel_errors, dtype=np.float64)
+    finite = rel[np.isfinite(rel)]
+    floored = finite < LOG10_FLOOR
+    log_errors = np.log10(np.maximum(finite, LOG10_FLOOR))
+    if finite.size:
+        q = scipy.stats.scoreatpercentile(finite, _QUANTILES)
+        quantiles = {str(p): _num(v) for p, v in zip(_QUANTILES, q)}
+        quantiles["max"] = _num(finite.max())
+    else:
+        quantiles = {str(p): None for p in _QUANTILES} | {"max": None}
+    return {
+        "n": int(rel.size),
+        "n_floored": int(np.count_nonzero(floored)),
+        "log10_rel_error": _describe(log_errors),
+        "quantiles": quantiles,
+        "bands": band_counts(rel),
+        "kinds": {k: int(np.count_nonzero(kinds == k)) for k in _KINDS},
+    }
+
+
+def error_statistics(rel_errors: np.ndarray, kinds: np.ndarray, indices: np.ndarray,
+                     layout: Layout) -> dict:
+    """The distribution of the relative errors, over all checked components and per block.
+
+    Parameters
+    ----------
+    rel_errors, kinds, indices : numpy.ndarray
+        Per checked component (as in a Report): relative error, kind and flat index
+        (ascending).
+    layout : Layout
+        The blocks.
+
+    Returns
+    -------
+    dict
+        ``{"log10_floor": 1e-17, "overall": group, "blocks": {name: group}}`` where each
+        group is ``{"n", "n_floored", "log10_rel_error": describe-dict or None,
+        "quantiles": {"50", "90", "99", "max"} (of the relative errors themselves),
+        "bands": band_counts(...), "kinds": {"ok", "kink", "fail", "nonfinite"}}`` and a
+        describe-dict is ``scipy.stats.describe`` of log10 of the relative errors
+        (floored at ``log10_floor``): ``{"nobs", "min", "max", "mean", "variance",
+        "skewness", "kurtosis"}``.
+    """
+    kinds = np.asarray(kinds)
+    bounds = np.searchsorted(layout.block_of(indices), np.arange(len(layout) + 1))
+    blocks = {}
+    for b, name in enumerate(layout.names):
+        s = slice(int(bounds[b]), int(bounds[b + 1]))
+        blocks[name] = _group_statistics(rel_errors[s], kinds[s])
+    return {"log10_floor": LOG10_FLOOR, "overall": _group_statistics(rel_errors, kinds),
+            "blocks": blocks}
+
+
+def clopper_pearson_upper(k: int, n: int, confidence: float) -> float:
+    """One-sided Clopper–Pearson upper bound on a rate after ``k`` events in ``n`` trials.
+
+    ``beta.ppf(confidence, k + 1, n - k)``; 1.0 when ``k == n`` (including ``n == 0``).
+    With ``k == 0`` this is ``1 - (1 - confidence) ** (1 / n)``, about ``3 / n`` at 95 %.
+    """
+    if k >= n:
+        return 1.0
+    return float(scipy.stats.beta.ppf(confidence, k + 1, n - k))
+
+
+def hypergeometric_upper(k: int, n: int, population: int, confidence: float) -> float:
+    """Exact upper bound on the failing fraction of a finite population.
+
+    ``n`` components were drawn without replacement from ``population`` and ``k`` of them
+    failed. The bound is ``K / population`` for the largest number of failing components
+    ``K`` still giving ``P(X <= k) > 1 - confidence`` (a one-sided test). It is ``k / n``
+    when the whole population was checked, and never above the Clopper–Pearson bound by
+    more than rounding.
+    """
+    if n >= population:
+        return k / population if population else 1.0
+    alpha = 1.0 - confidence
+    lo, hi = k, population - (n - k)  # K = lo is always plausible; K > hi is impossible
+    # P(X <= k; K) decreases as K grows: find the last K with P > alpha by bisection.
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if scipy.stats.hypergeom.cdf(k, population, mid, n) > alpha:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo / population
+
+
+def failure_rate_bound(n_failed_blocks: dict[str, int], n_checked_blocks: dict[str, int],
+                       layout: Layout, confidence: float) -> dict:
+    """Upper confidence bounds on the fraction of all components that fail.
+
+    Parameters
+    ----------
+    n_failed_blocks, n_checked_blocks : dict
+        Block name -> failing / checked components.
+    layout : Layout
+        The blocks and their sizes.
+    confidence : float
+        One-sided confidence level, e.g. 0.95.
+
+    Returns
+    -------
+    dict
+        ``{"confidence", "method": "clopper-pearson", "overall", "blocks": {name: float},
+        "n_failed", "n_checked", "n_params", "finite_population": {"overall", "blocks"}}``.
+        ``overall`` and ``blocks`` are Clopper–Pearson bounds (binomial: conservative for
+        sampling without replacement); a block checked completely gets its exact failing
+        fraction. ``finite_population`` holds the exact hypergeometric bounds, a little
+        tighter when a large share of a block was checked.
+    """
+    sizes = layout.sizes
+    blocks, finite = {}, {}
+    for name in layout.names:
+        k, n, size = n_failed_blocks[name], n_checked_blocks[name], sizes[name]
+        if size == 0:
+            blocks[name] = finite[name] = 0.0
+        elif n >= size:
+            blocks[name] = finite[name] = k / size
+        else:
+            blocks[name] = clopper_pearson_upper(k, n, confidence)
+            finite[name] = hypergeometric_upper(k, n, size, confidence)
+    k, n, total = sum(n_failed_blocks.values()), sum(n_checked_blocks.values()), layout.size
+    return {
+        "confidence": float(confidence),
+        "method": "clopper-pearson",
+        "overall": k / total if n >= total else clopper_pearson_upper(k, n, confidence),
+        "blocks": blocks,
+        "n_failed": int(k),
+        "n_checked": int(n),
+        "n_params": int(total),
+        "finite_population": {"overall": hypergeometric_upper(k, n, total, confidence),
+                              "blocks": finite},
+    }
