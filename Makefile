@@ -24,11 +24,11 @@ demo: $(VENV)/.installed
 
 ## make test: lint, then the whole test suite
 test: $(VENV)/.installed-test
-	$(BIN)/ruff check fastcheck tests $(wildcard bench)
+	$(BIN)/ruff check fastcheck tests examples $(wildcard bench)
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check fastcheck tests $(wildcard bench)
+	$(BIN)/ruff check fastcheck tests examples $(wildcard bench)
 
 ## make bench: the pytest-benchmark suites (timings; not part of make test)
 bench: $(VENV)/.installed-test

@@ -3,6 +3,7 @@
 The public names are those of API.md; everything else is private and may change.
 """
 
+from .binding import Binding, bind_params
 from .check import assert_gradient, check
 from .errors import (
     CostEvaluationError,
@@ -28,4 +29,6 @@ __all__ = [
     "GradientCheckError",
     "ThreadSafetyError",
     "CostEvaluationError",
+    "bind_params",
+    "Binding",
 ]

@@ -6,9 +6,12 @@ Exit status: 0 the check passed, 1 the gradient check failed, 2 usage or input e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
+
+from ._user_check import add_check_parser, run_check
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -63,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  fastcheck demo --size L --sample 2000 --seed 1\n\n"
                "exit status: 0 pass, 1 gradient check failed, 2 usage or input error",
     )
-    sub = parser.add_subparsers(dest="command", metavar="{demo}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{demo,check,bench}", parser_class=_Parser)
     demo = sub.add_parser(
         "demo",
         help="check the built-in MLP (optionally with an injected bug)",
@@ -86,20 +89,75 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--threads", type=_positive_int, default=None, metavar="K",
                       help="worker threads (default: all cores)")
     demo.add_argument("--backend", default="auto",
-                      choices=["auto", "numba", "threads", "serial"],
+                      choices=["auto", "numba", "threads", "serial", "dask"],
                       help="evaluation backend (default auto: numba for the njit model)")
+    demo.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                      help="with --backend dask: the scheduler, e.g. tcp://scheduler-host:8786 "
+                           "(default: a local cluster of 2 worker processes for this run)")
     demo.add_argument("--eps", default="auto",
                       help='finite-difference step: "auto" or a float such as 1e-7')
     demo.add_argument("--json", action="store_true", help="print the report as JSON")
     demo.add_argument("--progress", action="store_true", default=None,
                       help="show a progress bar (default: when stderr is a terminal)")
+    bench = sub.add_parser(
+        "bench",
+        help="measure fastcheck on the built-in MLP against the physical limit",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Time fastcheck on the built-in MLP on this machine: evaluations/s, "
+                    "fraction of the physical limit (bare njit forward x 2n / threads), "
+                    "speed-up over the classic loop, parallel efficiency, compile time.",
+        epilog="examples:\n  fastcheck bench\n  fastcheck bench --size L\n"
+               "  fastcheck bench --size L --sample all --rounds 1 --json",
+    )
+    bench.add_argument("--size", default="M", choices=["S", "M", "L"],
+                       help="network size (default M)")
+    bench.add_argument("--sample", default="default", metavar="N|all",
+                       type=lambda t: t if t in ("all", "default") else _positive_int(t),
+                       help="components to check (default: all for S and M, 4000 for L)")
+    bench.add_argument("--rounds", type=_positive_int, default=3,
+                       help="interleaved repetitions, medians reported (default 3)")
+    bench.add_argument("--threads", type=_positive_int, default=None, metavar="K",
+                       help="threads of the parallel runs (default: all cores)")
+    bench.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_check_parser(sub)
     return parser
+
+
+def run_bench(ns: argparse.Namespace) -> int:
+    """``fastcheck bench``: time the built-in network and print the table."""
+    from ._bench import run_bench as bench
+
+    sample = None if ns.sample == "all" else ns.sample
+    result = bench(ns.size, sample=sample, rounds=ns.rounds, threads=ns.threads)
+    print(json.dumps(result.to_dict()) if ns.json else result.summary())
+    return EXIT_PASS
 
 
 def _eps(text: str) -> float | str:
     if text == "auto":
         return text
     return float(text)
+
+
+@contextlib.contextmanager
+def _dask_client(backend: str, scheduler: str | None):
+    """The client of ``--backend dask`` (None for other backends): connected to
+    ``scheduler``, or to a local cluster of 2 worker processes closed after the run."""
+    if backend != "dask":
+        yield None
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ImportError("--backend dask needs dask.distributed, which is not installed: "
+                          'pip install "fastcheck[dask]"') from None
+    if scheduler is not None:
+        with Client(scheduler) as client:
+            yield client
+        return
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
 
 
 def run_demo(ns: argparse.Namespace) -> int:
@@ -112,11 +170,16 @@ def run_demo(ns: argparse.Namespace) -> int:
         print(f"fastcheck demo: error: unknown --bug {ns.bug!r}; choose one of "
               f"{', '.join(BUGS)}", file=sys.stderr)
         return EXIT_USAGE
+    if ns.scheduler is not None and ns.backend != "dask":
+        print("fastcheck demo: error: --scheduler needs --backend dask", file=sys.stderr)
+        return EXIT_USAGE
     model = make_mlp(ns.size, bug=ns.bug, seed=ns.seed)
     progress = sys.stderr.isatty() if ns.progress is None else ns.progress
-    report = fc.check(model.cost, model.grad, model.theta, model.args, layout=model.layout,
-                      eps=_eps(ns.eps), sample=ns.sample, seed=ns.seed, backend=ns.backend,
-                      threads=ns.threads, progress=progress)
+    with _dask_client(ns.backend, ns.scheduler) as client:
+        report = fc.check(model.cost, model.grad, model.theta, model.args,
+                          layout=model.layout, eps=_eps(ns.eps), sample=ns.sample,
+                          seed=ns.seed, backend=ns.backend, threads=ns.threads,
+                          progress=progress, client=client)
     if ns.json:
         print(json.dumps(report.to_dict()))
     else:
@@ -126,7 +189,7 @@ def run_demo(ns: argparse.Namespace) -> int:
     return EXIT_PASS if report.passed else EXIT_FAIL
 
 
-COMMANDS = {"demo": run_demo}
+COMMANDS = {"demo": run_demo, "check": run_check, "bench": run_bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -138,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return COMMANDS[ns.command](ns)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, ImportError) as exc:
         print(f"fastcheck {ns.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
