@@ -63,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fast, explanatory gradient checks of hand-written backprop.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  fastcheck demo\n  fastcheck demo --bug missing-regularization\n"
-               "  fastcheck demo --size L --sample 2000 --seed 1\n\n"
+               "  fastcheck demo --size L --sample 2000 --seed 1\n"
+               "  fastcheck check mynet.py:cost mynet.py:backward --params params.npz "
+               "--args data.npz\n"
+               "  fastcheck bench --size M\n\n"
                "exit status: 0 pass, 1 gradient check failed, 2 usage or input error",
     )
     sub = parser.add_subparsers(dest="command", metavar="{demo,check,bench}", parser_class=_Parser)
@@ -97,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--eps", default="auto",
                       help='finite-difference step: "auto" or a float such as 1e-7')
     demo.add_argument("--json", action="store_true", help="print the report as JSON")
+    demo.add_argument("--plot", default=None, metavar="FILE.png",
+                      help="save report.plot() (error histograms and scatter per block) to "
+                           "FILE (needs matplotlib: pip install 'fastcheck[plot]')")
     demo.add_argument("--progress", action="store_true", default=None,
                       help="show a progress bar (default: when stderr is a terminal)")
     bench = sub.add_parser(
@@ -186,6 +192,10 @@ def run_demo(ns: argparse.Namespace) -> int:
         bug = f", bug {ns.bug!r} injected" if ns.bug else ""
         print(f"model: {model.name} {list(model.sizes)}, N = {report.n_params:,}{bug}")
         print(report.summary())
+    if ns.plot:
+        report.plot().savefig(ns.plot)
+        if not ns.json:
+            print(f"plot saved to {ns.plot}")
     return EXIT_PASS if report.passed else EXIT_FAIL
 
 

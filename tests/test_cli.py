@@ -64,3 +64,11 @@ def test_python_dash_m_and_console_script():
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr
     assert "W2" in proc.stdout
+
+
+def test_demo_plot_saves_png(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "report.png"
+    assert main(["demo", "--bug", "clipped", "--plot", str(path)]) == 1
+    assert path.stat().st_size > 10_000
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
