@@ -14,12 +14,15 @@ from .errors import (
 )
 from .layout import Layout
 from .report import BlockReport, ComponentError, Report
+from .taylor import TaylorResult, taylor_test
 
 __version__ = "0.1.0"
 
 __all__ = [
     "check",
     "assert_gradient",
+    "taylor_test",
+    "TaylorResult",
     "Layout",
     "Report",
     "BlockReport",

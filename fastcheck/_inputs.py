@@ -6,6 +6,7 @@ names the argument, the expected and the actual value.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import time
@@ -14,8 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numba.core.errors import NumbaError
 from numba.extending import is_jitted
 
+from ._blas import single_threaded_blas
 from .errors import NondeterministicCostError
 from .layout import Layout
 
@@ -68,13 +71,16 @@ def _as_float64_array(what: str, value: Any) -> np.ndarray:
     if isinstance(value, np.ndarray):
         arr = value
     elif isinstance(value, (list, tuple)) or isinstance(value, numbers.Real):
-        arr = np.asarray(value)
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError, OverflowError) as exc:  # ragged nested lists
+            raise ValueError(f"{what} cannot be made an array: {exc}") from None
         if arr.dtype.kind in "iu" or arr.dtype == np.float64:
             arr = arr.astype(np.float64)
     else:
         raise TypeError(f"{what} must be a float64 numpy array, got {type(value).__name__}")
-    if arr.dtype != np.float64:
-        raise _dtype_error(what, arr)
+    if arr.dtype != np.float64 and arr.dtype != np.dtype(np.float64).newbyteorder():
+        raise _dtype_error(what, arr)  # float64 of either byte order is converted later
     return arr
 
 
@@ -94,10 +100,18 @@ def scalar_cost(value: Any, where: str) -> float:
         return value
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"cost must return a real scalar, got a bool {where}")
-    if isinstance(value, numbers.Real):
-        return float(value)
     if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "fiu":
-        return float(value.reshape(()))
+        value = value.reshape(())[()]
+    if isinstance(value, np.floating) and value.dtype.itemsize < 8:
+        raise TypeError(
+            f"cost must return a float64 scalar, got {value.dtype} {where}: in "
+            f"{value.dtype} the finite differences are roundoff (compute the cost in float64)"
+        )
+    if isinstance(value, numbers.Real):
+        try:
+            return float(value)
+        except OverflowError:  # e.g. a Python int beyond the float range
+            return math.inf if value > 0 else -math.inf
     shape = getattr(value, "shape", None)
     desc = f"an array of shape {shape}" if shape is not None else repr(value)[:60]
     raise TypeError(f"cost must return a real scalar, got {desc} ({type(value).__name__}) {where}")
@@ -200,12 +214,26 @@ def normalise_grad(value: Any, layout: Layout, params_kind: str, source: str) ->
 
 
 # -- the whole problem --------------------------------------------------------------------
-def _call_user(fn: Callable, x: np.ndarray, layout: Layout, kind: str, args: tuple) -> Any:
-    """Call ``fn`` at a private copy of ``x`` (as views when params was a mapping)."""
+def _call_user(fn: Callable, x: np.ndarray, layout: Layout, kind: str, args: tuple,
+               what: str = "cost") -> Any:
+    """Call ``fn`` at a private copy of ``x`` (as views when params was a mapping).
+
+    An ``@njit`` function that numba cannot compile for these arguments is a TypeError
+    naming ``what``, not numba's typing traceback.
+    """
     copy = x.copy()
-    if kind == "mapping":
-        return fn(layout.unflatten(copy), *args)
-    return fn(copy, *args)
+    try:
+        if kind == "mapping":
+            return fn(layout.unflatten(copy), *args)
+        return fn(copy, *args)
+    except NumbaError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines()
+                 if ln.strip() and not ln.startswith("During:")]
+        why = (" (params is a mapping; an @njit function needs the flat float64 vector: "
+               "pass layout.flatten(params) with layout=fc.Layout(...))"
+               if kind == "mapping" else "")
+        raise TypeError(f"{what} is an @njit function that numba cannot compile for these "
+                        f"arguments{why}: {' '.join(lines[:2])[:300]}") from None
 
 
 def prepare(cost: Any, grad: Any, params: Any, args: Any, layout: Layout | None) -> Problem:
@@ -238,25 +266,29 @@ def prepare(cost: Any, grad: Any, params: Any, args: Any, layout: Layout | None)
             value, grads = value
         return scalar_cost(value, what), grads
 
-    t0 = time.perf_counter()
-    j0, grads = first_value("at theta")
-    t1 = time.perf_counter()
-    if not math.isfinite(j0):
-        raise ValueError(f"cost must be finite at theta, got {j0}")
-    j1, _ = first_value("at theta (second evaluation)")
-    t2 = time.perf_counter()
-    compile_seconds = max(0.0, (t1 - t0) - (t2 - t1)) if is_jitted(cost) else 0.0
-    if not (abs(j1 - j0) <= 8 * np.finfo(np.float64).eps * max(abs(j0), abs(j1))):
-        raise NondeterministicCostError(
-            f"cost returned different values for the same theta ({j0!r}, then {j1!r}). "
-            "A gradient check needs a deterministic cost: turn dropout off (or fix its "
-            "mask), and seed or remove any randomness inside cost."
-        )
-    if returns_grad:
-        analytic_raw, source = grads, "grads returned by cost"
-    elif callable(grad):
-        analytic_raw, source = _call_user(grad, theta, lay, kind, args), "grad(theta)"
-    else:
-        analytic_raw, source = grad, "grad"
+    # A jitted cost is evaluated with one BLAS thread, as the numba kernel will (see _blas).
+    blas = single_threaded_blas() if is_jitted(cost) else contextlib.nullcontext()
+    with blas:
+        t0 = time.perf_counter()
+        j0, grads = first_value("at theta")
+        t1 = time.perf_counter()
+        if not math.isfinite(j0):
+            raise ValueError(f"cost must be finite at theta, got {j0}")
+        j1, _ = first_value("at theta (second evaluation)")
+        t2 = time.perf_counter()
+        compile_seconds = max(0.0, (t1 - t0) - (t2 - t1)) if is_jitted(cost) else 0.0
+        if not (abs(j1 - j0) <= 8 * np.finfo(np.float64).eps * max(abs(j0), abs(j1))):
+            raise NondeterministicCostError(
+                f"cost returned different values for the same theta ({j0!r}, then {j1!r}). "
+                "A gradient check needs a deterministic cost: turn dropout off (or fix its "
+                "mask), and seed or remove any randomness inside cost."
+            )
+        if returns_grad:
+            analytic_raw, source = grads, "grads returned by cost"
+        elif callable(grad):
+            analytic_raw, source = (_call_user(grad, theta, lay, kind, args, "grad"),
+                                       "grad(theta)")
+        else:
+            analytic_raw, source = grad, "grad"
     analytic = normalise_grad(analytic_raw, lay, kind, source)
     return Problem(theta, analytic, lay, cost, args, kind, returns_grad, j0, compile_seconds)

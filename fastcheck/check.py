@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import time
@@ -19,7 +20,8 @@ from .report import Report, block_reports, global_relative_error, verdict_of
 
 __all__ = ["check", "assert_gradient"]
 
-BackendName = Literal["auto", "numba", "threads", "serial"]
+BackendName = Literal["auto", "numba", "threads", "serial", "dask"]
+MODES = ("full", "directional")
 
 
 # -- option validation ----------------------------------------------------------------------
@@ -67,6 +69,12 @@ def _validate_confidence(confidence: Any) -> float:
     value = float(confidence)
     if not 0.0 < value < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    return value
+
+
+def _validate_choice(name: str, value: Any, allowed: tuple) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
     return value
 
 
@@ -127,6 +135,7 @@ def check(
     confidence: float = 0.95,
     target_rate: float = 1e-3,
     max_failures: int | None = None,
+    mode: Literal["full", "directional"] = "full",
     client: Any = None,
 ) -> Report:
     """Compare an analytic gradient with two-sided finite differences, component by component.
@@ -171,6 +180,12 @@ def check(
         With ``sample="auto"``: the failure rate to rule out at ``confidence``.
     max_failures : int or None
         Stop once this many failures are confirmed (``report.stop_reason`` says so).
+    mode : {"full", "directional"}
+        ``"full"`` compares component by component (2 evaluations each).
+        ``"directional"`` compares ``g . u`` with central differences along a few random
+        directions (2 evaluations each, whatever N is) and, when one fails, localizes the
+        bad components by group testing (block, then halves): the fast check for big
+        models, reporting the located components like a full check would.
     client : dask.distributed.Client or None
         With ``backend="dask"``: the cluster to run on (None: the default client).
 
@@ -204,7 +219,10 @@ def check(
     confidence = _validate_confidence(confidence)
     target_rate = _validate_target_rate(target_rate)
     max_failures = _validate_max_failures(max_failures)
+    mode = _validate_choice("mode", mode, MODES)
     problem = prepare(cost, grad, params, args, layout)
+    if mode == "directional":
+        return _directional(problem, eps, rtol, seed, start, confidence, sample, max_failures)
     adaptive = isinstance(sample, str) and sample == "auto"
     if adaptive:
         n_blocks = int(np.count_nonzero(np.diff(problem.layout.bounds)))
@@ -237,6 +255,22 @@ def check(
             pass
         raise state.error
     return report
+
+
+def _directional(problem: Problem, eps, rtol: float, seed, start: float, confidence: float,
+                 sample, max_failures) -> Report:
+    """``mode="directional"``: random directions, then group testing to localize."""
+    from .directional import run_directional
+
+    if sample is not None or max_failures is not None:
+        raise ValueError('mode="directional" chooses its own evaluations: sample and '
+                         f"max_failures must be None, got sample={sample!r}, "
+                         f"max_failures={max_failures!r}")
+    used_seed = _plan.resolve_seed(seed)
+    report = run_directional(problem, eps=eps, rtol=rtol, seed=used_seed, start_time=start)
+    report = enrich(report, problem.theta[report.indices], confidence)
+    # the located components are not a uniform sample: no failure-rate bound
+    return dataclasses.replace(report, failure_rate_bound=None, mode="directional")
 
 
 def _targets(problem: Problem, indices: np.ndarray, eps) -> _driver.Targets:

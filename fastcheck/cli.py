@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  fastcheck bench --size M\n\n"
                "exit status: 0 pass, 1 gradient check failed, 2 usage or input error",
     )
-    sub = parser.add_subparsers(dest="command", metavar="{demo,check,bench}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{demo,check,bench,taylor}",
+                                parser_class=_Parser)
     demo = sub.add_parser(
         "demo",
         help="check the built-in MLP (optionally with an injected bug)",
@@ -100,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--eps", default="auto",
                       help='finite-difference step: "auto" or a float such as 1e-7')
     demo.add_argument("--json", action="store_true", help="print the report as JSON")
+    demo.add_argument("--mode", default="full", choices=["full", "directional"],
+                      help="full: every (sampled) component; directional: a few random "
+                           "directions, then group testing to localize bad components")
     demo.add_argument("--plot", default=None, metavar="FILE.png",
                       help="save report.plot() (error histograms and scatter per block) to "
                            "FILE (needs matplotlib: pip install 'fastcheck[plot]')")
@@ -125,8 +129,51 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=_positive_int, default=None, metavar="K",
                        help="threads of the parallel runs (default: all cores)")
     bench.add_argument("--json", action="store_true", help="print the results as JSON")
+    taylor = sub.add_parser(
+        "taylor",
+        help="the step-free Taylor test on the built-in MLP",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Taylor test: the remainder |J(theta + h d) - J(theta) - h g.d| must "
+                    "fall like h^2 when the gradient is right (rate 2) and like h when "
+                    "it is wrong (rate 1).",
+        epilog="bugs (--bug NAME):\n" + _bug_lines() + "\n\nexamples:\n"
+               "  fastcheck taylor\n  fastcheck taylor --size L --bug one-element",
+    )
+    taylor.add_argument("--size", default="S", choices=["S", "M", "L", "SQ"],
+                        help="network size (default S)")
+    taylor.add_argument("--bug", default=None, metavar="NAME",
+                        help="inject a classic backprop bug (see the list below)")
+    taylor.add_argument("--seed", type=int, default=0,
+                        help="seed of the data and the direction")
+    taylor.add_argument("--json", action="store_true", help="print the result as JSON")
+    taylor.add_argument("--plot", default=None, metavar="FILE.png",
+                        help="save the log-log plot of the remainders to FILE")
     add_check_parser(sub)
     return parser
+
+
+def run_taylor(ns: argparse.Namespace) -> int:
+    """``fastcheck taylor``: the Taylor test on the built-in network."""
+    import fastcheck as fc
+
+    from .models import BUGS, make_mlp
+
+    if ns.bug is not None and ns.bug not in BUGS:
+        print(f"fastcheck taylor: error: unknown --bug {ns.bug!r}; choose one of "
+              f"{', '.join(BUGS)}", file=sys.stderr)
+        return EXIT_USAGE
+    model = make_mlp(ns.size, bug=ns.bug, seed=ns.seed)
+    result = fc.taylor_test(model.cost, model.grad, model.theta, model.args,
+                            layout=model.layout, seed=ns.seed)
+    if ns.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        bug = f", bug {ns.bug!r} injected" if ns.bug else ""
+        print(f"model: {model.name} {list(model.sizes)}, N = {model.layout.size:,}{bug}")
+        print(result.summary())
+    if ns.plot:
+        result.plot().savefig(ns.plot)
+    return EXIT_PASS if result.passed else EXIT_FAIL
 
 
 def run_bench(ns: argparse.Namespace) -> int:
@@ -185,7 +232,7 @@ def run_demo(ns: argparse.Namespace) -> int:
         report = fc.check(model.cost, model.grad, model.theta, model.args,
                           layout=model.layout, eps=_eps(ns.eps), sample=ns.sample,
                           seed=ns.seed, backend=ns.backend, threads=ns.threads,
-                          progress=progress, client=client)
+                          progress=progress, client=client, mode=ns.mode)
     if ns.json:
         print(json.dumps(report.to_dict()))
     else:
@@ -199,7 +246,7 @@ def run_demo(ns: argparse.Namespace) -> int:
     return EXIT_PASS if report.passed else EXIT_FAIL
 
 
-COMMANDS = {"demo": run_demo, "check": run_check, "bench": run_bench}
+COMMANDS = {"demo": run_demo, "check": run_check, "bench": run_bench, "taylor": run_taylor}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

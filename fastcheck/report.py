@@ -150,6 +150,8 @@ class Report:
     failure_rate_bound: Any = None
     hints: tuple = field(default_factory=tuple)
     stop_reason: str = "complete"
+    mode: str = "full"
+    method: str = "central"
 
     # -- components ------------------------------------------------------------------
     def component(self, position: int) -> ComponentError:
@@ -287,7 +289,12 @@ class Report:
                          "switching inside the step): not counted as failures.")
         lines.append("")
         eps = "auto (cbrt(eps) * max(1, |theta_i|))" if self.eps == "auto" else f"{self.eps:g}"
-        sampled = f", stratified sample, seed {self.seed}" if self.sampled else ""
+        if self.mode == "directional":
+            sampled = f", directional check (random directions + group testing), seed {self.seed}"
+        elif self.sampled:
+            sampled = f", stratified sample, seed {self.seed}"
+        else:
+            sampled = ""
         compile_ = (f" + {self.compile_seconds:.2f} s compile"
                     if self.compile_seconds >= 0.005 else "")
         lines.append(
@@ -295,7 +302,9 @@ class Report:
             f"{_fmt_count(self.evaluations)} cost evaluations in {self.seconds:.3f} s"
             f"{compile_}; eps {eps}; rtol {self.rtol:g}{sampled}"
         )
-        if self.stop_reason != "complete":
+        if self.mode == "directional":
+            lines.append(f"directional: {self.stop_reason}")
+        elif self.stop_reason != "complete":
             lines.append(f"stopped early: {self.stop_reason}")
         return "\n".join(lines)
 
@@ -363,6 +372,8 @@ class Report:
             "evaluations": self.evaluations,
             "sampled": self.sampled,
             "stop_reason": self.stop_reason,
+            "mode": self.mode,
+            "method": self.method,
             "layout": {n: list(s) for n, s in self.layout.shapes.items()},
         }
         return _jsonable(out)

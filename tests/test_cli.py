@@ -72,3 +72,15 @@ def test_demo_plot_saves_png(tmp_path, capsys):
     assert main(["demo", "--bug", "clipped", "--plot", str(path)]) == 1
     assert path.stat().st_size > 10_000
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_directional_mode_names_block(capsys):
+    assert main(["demo", "--mode", "directional", "--bug", "sign-flip"]) == 1
+    out = capsys.readouterr().out
+    assert "failing blocks: W2" in out and "directional" in out
+
+
+@pytest.mark.parametrize(("argv", "code"), [(["taylor"], 0), (["taylor", "--bug", "sign-flip"], 1),
+                                            (["taylor", "--bug", "nope"], 2)])
+def test_taylor_command_exit_codes(argv, code, capsys):
+    assert main(argv) == code
