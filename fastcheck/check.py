@@ -11,9 +11,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import _driver, _plan, _steps, _verdict
+from . import _driver, _methods, _plan, _steps, _verdict
 from ._analysis import enrich
 from ._inputs import Problem, prepare
+from ._methods import METHOD_NAMES
 from .backends import BACKEND_NAMES, create_backend, resolve_backend
 from .layout import Layout
 from .report import Report, block_reports, global_relative_error, verdict_of
@@ -135,6 +136,7 @@ def check(
     confidence: float = 0.95,
     target_rate: float = 1e-3,
     max_failures: int | None = None,
+    method: Literal["central", "complex", "richardson"] = "central",
     mode: Literal["full", "directional"] = "full",
     client: Any = None,
 ) -> Report:
@@ -180,6 +182,14 @@ def check(
         With ``sample="auto"``: the failure rate to rule out at ``confidence``.
     max_failures : int or None
         Stop once this many failures are confirmed (``report.stop_reason`` says so).
+    method : {"central", "complex", "richardson"}
+        ``"central"``: two-sided differences. ``"richardson"``: central differences at h and
+        h/2 extrapolated to O(h^4), their difference used as an error estimate (4
+        evaluations per component). ``"complex"``: the complex step ``Im J(θ + ihe_i)/h``,
+        exact to machine precision for a cost that accepts complex input (1 evaluation
+        per component); a cost that is not complex-analytic (abs, max, comparisons) is
+        detected on a few components and checked with central differences instead, and
+        the report says so.
     mode : {"full", "directional"}
         ``"full"`` compares component by component (2 evaluations each).
         ``"directional"`` compares ``g . u`` with central differences along a few random
@@ -220,6 +230,9 @@ def check(
     target_rate = _validate_target_rate(target_rate)
     max_failures = _validate_max_failures(max_failures)
     mode = _validate_choice("mode", mode, MODES)
+    method = _validate_choice("method", method, METHOD_NAMES)
+    if mode == "directional" and method != "central":
+        raise ValueError(f'mode="directional" uses central differences; got method={method!r}')
     problem = prepare(cost, grad, params, args, layout)
     if mode == "directional":
         return _directional(problem, eps, rtol, seed, start, confidence, sample, max_failures)
@@ -243,11 +256,16 @@ def check(
     bar = _Progress(bool(progress), plan.indices.shape[0])
     try:
         with runner:
-            state = _driver.run(runner, problem, targets, rtol, order, stop, bar.advance)
+            notes: list[str] = []
+            if method == "complex":
+                method, note = _complex_probe(runner, problem, targets, rtol)
+                notes.extend([note] if note else [])
+            state = _driver.run(runner, problem, targets, rtol, order, stop, bar.advance,
+                                method=method)
     finally:
         bar.close()
     report = _build_report(problem, plan, targets, state, runner, eps, rtol, start,
-                           confidence)
+                           confidence, method, tuple(notes))
     if state.error is not None:
         try:
             state.error.partial_report = report
@@ -271,6 +289,36 @@ def _directional(problem: Problem, eps, rtol: float, seed, start: float, confide
     report = enrich(report, problem.theta[report.indices], confidence)
     # the located components are not a uniform sample: no failure-rate bound
     return dataclasses.replace(report, failure_rate_bound=None, mode="directional")
+
+
+#: Components compared between the complex step and central differences before a check.
+COMPLEX_PROBES = 8
+
+
+def _complex_probe(runner, problem: Problem, targets: _driver.Targets, rtol: float
+                   ) -> tuple[str, str | None]:
+    """Is the cost complex-analytic? Compare both methods on a few components.
+
+    Returns the method to use and a note for the report. A cost that cannot take complex
+    input at all raises TypeError (from the backend).
+    """
+    n = targets.indices.shape[0]
+    pos = np.unique(np.linspace(0, n - 1, min(COMPLEX_PROBES, n)).astype(np.int64))
+    with_complex = _methods.complex_step(runner, problem, targets, pos)
+    with_central = _methods.central(runner, problem, targets, pos)
+    a, b = with_complex.numeric, with_central.numeric
+    with np.errstate(invalid="ignore"):
+        agree = np.abs(a - b) <= 10 * rtol * (np.abs(a) + np.abs(b)) + 4 * with_central.floor
+    if np.all(agree):
+        return "complex", None
+    bad = targets.indices[pos[~agree]]
+    label = problem.layout.label(int(bad[0]))
+    return "central", (
+        f"method='complex' was not used: the cost is not complex-analytic (at {label} the "
+        f"complex step gives {a[~agree][0]:.6g} but central differences {b[~agree][0]:.6g}; "
+        "abs, max, comparisons or real casts break the complex step), so every component "
+        "was checked with central differences instead"
+    )
 
 
 def _targets(problem: Problem, indices: np.ndarray, eps) -> _driver.Targets:
@@ -306,7 +354,8 @@ def _stop_rule(adaptive: bool, max_failures: int | None, confidence: float,
 
 
 def _build_report(problem: Problem, plan, targets: _driver.Targets, state, runner, eps,
-                  rtol: float, start: float, confidence: float) -> Report:
+                  rtol: float, start: float, confidence: float, method: str = "central",
+                  notes: tuple = ()) -> Report:
     """Assemble the Report of the finished part of the check."""
     pos = state.finished_positions()
     indices = targets.indices[pos]
@@ -347,6 +396,8 @@ def _build_report(problem: Problem, plan, targets: _driver.Targets, state, runne
         evaluations=evaluations,
         sampled=bool(plan.sampled or state.done < targets.indices.shape[0]),
         stop_reason=state.stop_reason,
+        method=method,
+        notes=notes,
     )
     return enrich(report, problem.theta[indices], confidence)
 

@@ -152,6 +152,7 @@ class Report:
     stop_reason: str = "complete"
     mode: str = "full"
     method: str = "central"
+    notes: tuple = ()
 
     # -- components ------------------------------------------------------------------
     def component(self, position: int) -> ComponentError:
@@ -263,6 +264,13 @@ class Report:
             lines.extend(worst)
         return "\n".join(lines)
 
+    def _method_text(self, eps: str) -> str:
+        if self.method == "complex":
+            return "complex step (h = 1e-20 * max(1, |theta_i|))"
+        if self.method == "richardson":
+            return f"Richardson extrapolation of central differences at h and h/2, eps {eps}"
+        return f"eps {eps}"
+
     def summary(self) -> str:
         """The human-readable report: verdict, per-block table, worst components, run."""
         lines = [self.headline()]
@@ -270,6 +278,7 @@ class Report:
         if bad:
             lines.append(f"failing blocks: {', '.join(bad)}")
         lines.extend(f"hint: {h}" for h in self.hints)
+        lines.extend(f"note: {n}" for n in self.notes)
         confidence = self.confidence_sentence()
         if confidence:
             lines.append(confidence)
@@ -300,7 +309,7 @@ class Report:
         lines.append(
             f"ran: backend {self.backend}, {self.threads} thread(s), "
             f"{_fmt_count(self.evaluations)} cost evaluations in {self.seconds:.3f} s"
-            f"{compile_}; eps {eps}; rtol {self.rtol:g}{sampled}"
+            f"{compile_}; {self._method_text(eps)}; rtol {self.rtol:g}{sampled}"
         )
         if self.mode == "directional":
             lines.append(f"directional: {self.stop_reason}")
@@ -374,6 +383,7 @@ class Report:
             "stop_reason": self.stop_reason,
             "mode": self.mode,
             "method": self.method,
+            "notes": list(self.notes),
             "layout": {n: list(s) for n, s in self.layout.shapes.items()},
         }
         return _jsonable(out)

@@ -58,3 +58,48 @@ def serial_values(problem, x: np.ndarray, call, indices, x_plus, x_minus, scalar
         finally:
             x[i] = theta[i]
     return j_plus, j_minus
+
+
+def complex_value(value, where: str) -> complex:
+    """The cost's value at a complex point, or a TypeError if the cost dropped the
+    imaginary part (returned a real): such a cost cannot be used with method='complex'."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(())[()]
+    if isinstance(value, (complex, np.complexfloating)):
+        return complex(value)
+    raise TypeError(
+        f"method='complex': cost returned {type(value).__name__} {where}, not a complex "
+        "number; a cost used with the complex step must keep complex arithmetic (no "
+        "float() casts, np.real, or real-only output arrays)"
+    )
+
+
+def complex_unsupported(exc: BaseException) -> TypeError:
+    """The error for a cost that cannot take complex input."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return TypeError(
+        f"method='complex': cost cannot take complex input ({type(exc).__name__}: "
+        f"{first[:200]}); use method='central' or 'richardson', or write the cost with "
+        "complex-safe operations"
+    )
+
+
+def complex_step_values(problem, x: np.ndarray, call, indices, steps) -> np.ndarray:
+    """``Im J(theta + i*h*e_k) / h`` for each component, by a plain loop on the complex
+    buffer ``x`` (a complex copy of theta), restoring it after each evaluation."""
+    out = np.empty(indices.shape[0], dtype=np.float64)
+    for k in range(indices.shape[0]):
+        i = int(indices[k])
+        try:
+            x[i] = complex(x[i].real, steps[k])
+            value = call()
+        except (KeyboardInterrupt, CostEvaluationError):
+            raise
+        except TypeError as exc:
+            raise complex_unsupported(exc) from exc
+        except Exception as exc:
+            raise cost_raised(problem, i, exc) from exc
+        finally:
+            x[i] = complex(x[i].real, 0.0)
+        out[k] = complex_value(value, "at a complex-perturbed point").imag / steps[k]
+    return out

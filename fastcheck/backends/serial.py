@@ -6,7 +6,7 @@ import numpy as np
 
 from .._inputs import scalar_cost
 from ..errors import FastcheckError
-from .base import serial_values
+from .base import complex_step_values, serial_values
 
 
 def ensure_unmodified(x: np.ndarray, theta: np.ndarray) -> None:
@@ -45,4 +45,11 @@ class SerialBackend:
                             scalar_cost)
         self.evaluations += 2 * indices.shape[0]
         ensure_unmodified(self._x, self.problem.theta)
+        return out
+
+    def evaluate_complex(self, indices, steps):
+        """Complex-step derivatives ``Im J(theta + i h e_k) / h`` of each component."""
+        x = self.problem.theta.astype(np.complex128)
+        out = complex_step_values(self.problem, x, self.problem.make_call(x), indices, steps)
+        self.evaluations += indices.shape[0]
         return out

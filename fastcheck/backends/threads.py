@@ -15,7 +15,7 @@ import numpy as np
 
 from .._inputs import scalar_cost
 from ..errors import ThreadSafetyError
-from .base import serial_values
+from .base import complex_step_values, serial_values
 from .serial import ensure_unmodified
 
 #: Components of each chunk re-evaluated serially to detect a thread-unsafe cost.
@@ -101,3 +101,11 @@ class ThreadsBackend:
                 "shares state between calls (parameters stored on a model object, a global "
                 "RNG reseeded inside); use backend='serial'."
             )
+
+    def evaluate_complex(self, indices, steps):
+        """Complex-step derivatives, evaluated in one thread (method='complex' is about
+        accuracy; its one evaluation per component is already half the cost)."""
+        x = self.problem.theta.astype(np.complex128)
+        out = complex_step_values(self.problem, x, self.problem.make_call(x), indices, steps)
+        self.evaluations += indices.shape[0]
+        return out
