@@ -10,6 +10,16 @@ import numpy as np
 __all__ = ["Layout"]
 
 
+class BlockMap(dict):
+    """A dict name -> value in block order that also accepts a block's position
+    (``layout.offsets["W2"]`` and ``layout.offsets[2]`` are the same)."""
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+            return list(self.values())[key]
+        return super().__getitem__(key)
+
+
 def _as_shape(name: str, shape: Any) -> tuple[int, ...]:
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (int(shape),)
@@ -78,18 +88,18 @@ class Layout:
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        """Block name -> shape."""
-        return dict(zip(self._names, self._shapes))
+        """Block name -> shape (also indexable by block position)."""
+        return BlockMap(zip(self._names, self._shapes))
 
     @property
     def offsets(self) -> dict[str, int]:
-        """Block name -> flat index of the block's first component."""
-        return {n: int(o) for n, o in zip(self._names, self._offsets[:-1])}
+        """Block name -> flat index of the block's first component (also by position)."""
+        return BlockMap((n, int(o)) for n, o in zip(self._names, self._offsets[:-1]))
 
     @property
     def sizes(self) -> dict[str, int]:
         """Block name -> number of components."""
-        return {n: int(s) for n, s in zip(self._names, self._sizes)}
+        return BlockMap((n, int(s)) for n, s in zip(self._names, self._sizes))
 
     @property
     def size(self) -> int:

@@ -57,3 +57,10 @@ def test_flatten_shape_mismatch_names_block():
     layout = fc.Layout({"W": (2, 3)})
     with pytest.raises(ValueError, match="'W'"):
         layout.flatten({"W": np.zeros((3, 2))})
+
+
+def test_shapes_and_offsets_by_name_and_position():
+    layout = fc.Layout({"W1": (3, 2), "b1": (3,)})
+    assert layout.offsets["b1"] == layout.offsets[1] == 6
+    assert layout.shapes["W1"] == layout.shapes[0] == (3, 2)
+    assert list(layout.offsets.values()) == [0, 6]
