@@ -205,7 +205,11 @@ def _dask_client(backend: str, scheduler: str | None):
         raise ImportError("--backend dask needs dask.distributed, which is not installed: "
                           'pip install "fastcheck[dask]"') from None
     if scheduler is not None:
-        with Client(scheduler) as client:
+        try:
+            client = Client(scheduler, timeout=10)
+        except OSError as exc:
+            raise ValueError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
+        with client:
             yield client
         return
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",

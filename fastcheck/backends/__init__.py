@@ -8,11 +8,30 @@ from .numba_backend import NumbaBackend
 from .serial import SerialBackend
 from .threads import ThreadsBackend
 
+
+def _dask_backend(problem, threads: int | None = None, client=None):
+    """The dask backend, imported on first use: dask is an optional dependency."""
+    try:
+        from .dask_backend import DaskBackend
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in ("dask", "distributed"):
+            raise
+        raise ImportError(
+            "backend='dask' needs dask.distributed, which is not installed: "
+            'pip install "fastcheck[dask]"'
+        ) from exc
+    return DaskBackend(problem, threads, client=client)
+
+
 BACKENDS = {
     "numba": NumbaBackend,
     "threads": ThreadsBackend,
     "serial": SerialBackend,
+    "dask": _dask_backend,
 }
+
+#: Keyword options of ``fc.check`` that only some backends take.
+BACKEND_OPTIONS = {"dask": ("client",)}
 
 #: Values accepted by ``fc.check(backend=...)``.
 BACKEND_NAMES = ("auto", *BACKENDS)
@@ -30,6 +49,19 @@ def resolve_backend(name: str, problem) -> str:
     return "serial"
 
 
-def create_backend(name: str, problem, threads: int | None):
-    """Instantiate the backend ``name`` (already resolved) for ``problem``."""
-    return BACKENDS[name](problem, threads)
+def create_backend(name: str, problem, threads: int | None, **options):
+    """Instantiate the backend ``name`` (already resolved) for ``problem``.
+
+    ``options`` (e.g. ``client``) go only to the backends that take them; one given
+    (not None) for another backend is a ``ValueError``.
+    """
+    accepted = BACKEND_OPTIONS.get(name, ())
+    for key, value in options.items():
+        if value is not None and key not in accepted:
+            users = [b for b, opts in BACKEND_OPTIONS.items() if key in opts]
+            raise ValueError(
+                f"{key}= is only used with backend={' or '.join(map(repr, users)) or '?'}, "
+                f"got backend={name!r}"
+            )
+    return BACKENDS[name](problem, threads, **{k: v for k, v in options.items()
+                                               if k in accepted})
