@@ -56,11 +56,13 @@ class Differences:
 
 
 def relative_errors(analytic: np.ndarray, numeric: np.ndarray) -> np.ndarray:
-    """``|a - n| / (|a| + |n|)``, 0 where both are 0."""
-    diff = np.abs(analytic - numeric)
-    scale = np.abs(analytic) + np.abs(numeric)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(scale > 0, diff / np.where(scale > 0, scale, 1.0), 0.0)
+    """``|a - n| / (|a| + |n|)``: 0 where both are 0, NaN where either is NaN."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        diff = np.abs(analytic - numeric)
+        scale = np.abs(analytic) + np.abs(numeric)
+        rel = diff / np.where(scale > 0, scale, 1.0)
+    rel = np.where(scale == 0, 0.0, rel)
+    return np.where(np.isnan(analytic) | np.isnan(numeric), np.nan, rel)
 
 
 def first_pass(analytic, diffs: Differences, j0: float, rtol: float) -> np.ndarray:

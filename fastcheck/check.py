@@ -262,6 +262,7 @@ def check(
                 notes.extend([note] if note else [])
             state = _driver.run(runner, problem, targets, rtol, order, stop, bar.advance,
                                 method=method)
+            notes.extend(_backend_events(runner))
     finally:
         bar.close()
     report = _build_report(problem, plan, targets, state, runner, eps, rtol, start,
@@ -289,6 +290,16 @@ def _directional(problem: Problem, eps, rtol: float, seed, start: float, confide
     report = enrich(report, problem.theta[report.indices], confidence)
     # the located components are not a uniform sample: no failure-rate bound
     return dataclasses.replace(report, failure_rate_bound=None, mode="directional")
+
+
+def _backend_events(runner) -> list[str]:
+    """What a distributed backend survived, for the report (empty for local backends)."""
+    lost = getattr(runner, "lost_workers", 0) or 0
+    retries = getattr(runner, "retries", 0) or 0
+    if not (lost or retries):
+        return []
+    return [f"{lost} worker(s) left the cluster during the check and {retries} task(s) were "
+            "run again; every component was evaluated exactly once in the result"]
 
 
 #: Components compared between the complex step and central differences before a check.
@@ -326,6 +337,14 @@ def _targets(problem: Problem, indices: np.ndarray, eps) -> _driver.Targets:
     theta_at = problem.theta[indices]
     h = _steps.nominal_steps(theta_at, eps)
     x_plus, x_minus = _steps.perturbed_points(theta_at, h)
+    flat = np.flatnonzero(x_plus == x_minus)
+    if flat.size:
+        label = problem.layout.label(int(indices[flat[0]]))
+        raise ValueError(
+            f"eps={eps!r} is below the spacing of floats at theta: theta + h == theta - h "
+            f"for {flat.size:,} component(s), e.g. {label} = {theta_at[flat[0]]!r}; use "
+            'eps="auto" or a larger step'
+        )
     return _driver.Targets(indices, theta_at, h, x_plus, x_minus, problem.analytic[indices])
 
 
@@ -368,7 +387,7 @@ def _build_report(problem: Problem, plan, targets: _driver.Targets, state, runne
     rel_global = global_relative_error(analytic, numeric)
     n_failed = int(np.count_nonzero(failing))
     blocks = block_reports(problem.layout, indices, analytic, numeric, rel_errors, kinds)
-    evaluations = 2 + (1 if problem.cost_returns_grad else 0) + runner.evaluations
+    evaluations = 2 + runner.evaluations  # the two calls at theta, then the backend's
     compile_seconds = float(runner.compile_seconds) + problem.cost_compile_seconds
     report = Report(
         passed=n_failed == 0,

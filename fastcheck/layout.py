@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -71,7 +72,13 @@ class Layout:
                 raise TypeError(f"Layout: block names must be strings, got {name!r}")
             names.append(name)
             dims.append(_as_shape(name, shape))
-        sizes = np.array([int(np.prod(s, dtype=np.int64)) for s in dims], dtype=np.int64)
+        exact = [math.prod(s) for s in dims]  # Python ints: no silent overflow
+        if sum(exact) > np.iinfo(np.int64).max:
+            raise ValueError(
+                f"Layout: {sum(exact):,} components in all do not fit a flat int64-indexed "
+                f"vector (shapes {dict(zip(names, dims))})"
+            )
+        sizes = np.array(exact, dtype=np.int64)
         offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
         self._names = tuple(names)
@@ -156,6 +163,10 @@ class Layout:
         for name, shape, lo, hi in zip(self._names, self._shapes,
                                        self._offsets[:-1], self._offsets[1:]):
             block = np.asarray(params[name])
+            if block.dtype.kind not in "iuf":
+                raise TypeError(
+                    f"flatten: block {name!r} must hold real numbers, got dtype {block.dtype}"
+                )
             if block.shape != shape:
                 raise ValueError(
                     f"flatten: block {name!r} should have shape {shape}, got {block.shape}"

@@ -407,7 +407,12 @@ def block_reports(layout: Layout, indices: np.ndarray, analytic: np.ndarray,
         rel = global_relative_error(analytic[s], numeric[s])
         n_failed = int(np.count_nonzero(failing[s]))
         errs = rel_errors[s]
-        max_rel = float(np.nanmax(errs)) if errs.size else 0.0
+        if errs.size == 0:
+            max_rel = 0.0
+        elif np.all(np.isnan(errs)):
+            max_rel = math.nan
+        else:
+            max_rel = float(np.nanmax(errs))
         out.append(BlockReport(
             name, tuple(shape), layout.sizes[name], int(s.stop - s.start), rel, max_rel,
             n_failed, verdict_of(n_failed, rel), int(np.count_nonzero(kinds[s] == "kink")),
