@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench fuzz coverage clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,26 @@ lint: $(VENV)/.installed-test
 ## make bench: the pytest-benchmark suites (timings; not part of make test)
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m pytest bench --benchmark-only --benchmark-sort=mean $(ARGS)
+
+## make fuzz [FUZZ=2000]: the hostile-input suite with FUZZ random examples per category;
+## prints the outcome table (also in /tmp/fastcheck_hostile_summary.txt)
+FUZZ ?= 2000
+fuzz: $(VENV)/.installed-test
+	FASTCHECK_FUZZ_EXAMPLES=$(FUZZ) $(BIN)/python -m pytest tests/test_hostile.py -s $(ARGS)
+
+## make coverage: a fast subset of the tests under NUMBA_DISABLE_JIT=1, so that the kernels'
+## Python source is measured too (line + branch coverage of fastcheck/)
+COV_TESTS ?= tests/test_inputs.py tests/test_verdicts.py tests/test_sampling.py \
+	tests/test_layout.py tests/test_backends.py tests/test_check_core.py tests/test_cli.py \
+	tests/test_diagnose.py tests/test_stats.py tests/test_taylor.py tests/test_methods.py \
+	tests/test_binding.py tests/test_user_check.py tests/test_plot.py tests/test_models.py \
+	tests/test_hostile.py
+# tests that need the JIT (backend choice, numba's own errors) or run the MLP for minutes
+COV_DESELECT ?= not bitwise_identical and not auto_picks_numba and not refuses_uncompilable \
+	and not builtin_mlp and not l_size_sentence and not one_element_bug
+coverage: $(VENV)/.installed-test
+	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest $(COV_TESTS) -k "$(COV_DESELECT)" -q \
+		--cov=fastcheck --cov-branch --cov-report=term-missing:skip-covered $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .benchmarks *.egg-info

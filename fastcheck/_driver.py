@@ -70,6 +70,7 @@ def _judge_chunk(runner, problem, t: Targets, pos: np.ndarray, rtol: float, meth
     with np.errstate(invalid="ignore"):
         fine = np.abs(analytic - numeric) <= rtol * (np.abs(analytic) + np.abs(numeric)) \
             + est.floor
+    fine &= np.isfinite(analytic) & np.isfinite(numeric)  # inf <= inf is no agreement
     suspect = np.flatnonzero(~fine)
     if suspect.size == 0:
         return numeric, kinds

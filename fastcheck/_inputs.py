@@ -114,6 +114,8 @@ def scalar_cost(value: Any, where: str) -> float:
             return math.inf if value > 0 else -math.inf
     shape = getattr(value, "shape", None)
     desc = f"an array of shape {shape}" if shape is not None else repr(value)[:60]
+    if isinstance(value, tuple) and len(value) == 2:
+        desc = "a pair; for a cost that returns (loss, grads) pass grad=True"
     raise TypeError(f"cost must return a real scalar, got {desc} ({type(value).__name__}) {where}")
 
 
@@ -277,7 +279,8 @@ def prepare(cost: Any, grad: Any, params: Any, args: Any, layout: Layout | None)
         j1, _ = first_value("at theta (second evaluation)")
         t2 = time.perf_counter()
         compile_seconds = max(0.0, (t1 - t0) - (t2 - t1)) if is_jitted(cost) else 0.0
-        if not (abs(j1 - j0) <= 8 * np.finfo(np.float64).eps * max(abs(j0), abs(j1))):
+        if not (abs(j1 - j0) <= 8 * np.finfo(np.float64).eps * max(abs(j0), abs(j1))) \
+                or not math.isfinite(j1):  # inf - j0 <= eps * inf would let inf through
             raise NondeterministicCostError(
                 f"cost returned different values for the same theta ({j0!r}, then {j1!r}). "
                 "A gradient check needs a deterministic cost: turn dropout off (or fix its "
@@ -286,8 +289,8 @@ def prepare(cost: Any, grad: Any, params: Any, args: Any, layout: Layout | None)
         if returns_grad:
             analytic_raw, source = grads, "grads returned by cost"
         elif callable(grad):
-            analytic_raw, source = (_call_user(grad, theta, lay, kind, args, "grad"),
-                                       "grad(theta)")
+            analytic_raw = _call_user(grad, theta, lay, kind, args, "grad")
+            source = "grad(theta)"
         else:
             analytic_raw, source = grad, "grad"
     analytic = normalise_grad(analytic_raw, lay, kind, source)

@@ -38,13 +38,23 @@ def cost_raised(problem, flat_index: int, exc: BaseException) -> CostEvaluationE
     )
 
 
-def serial_values(problem, x: np.ndarray, call, indices, x_plus, x_minus, scalar):
-    """Plain loop: perturb ``x`` in place, evaluate, restore (also on error)."""
+class Cancelled(Exception):
+    """A worker's loop was told to stop because another worker failed."""
+
+
+def serial_values(problem, x: np.ndarray, call, indices, x_plus, x_minus, scalar,
+                  cancel=None):
+    """Plain loop: perturb ``x`` in place, evaluate, restore (also on error).
+
+    ``cancel`` (a ``threading.Event``), when set, ends the loop with ``Cancelled``.
+    """
     n = indices.shape[0]
     j_plus = np.empty(n, dtype=np.float64)
     j_minus = np.empty(n, dtype=np.float64)
     theta = problem.theta
     for k in range(n):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled
         i = int(indices[k])
         try:
             x[i] = x_plus[k]

@@ -9,15 +9,18 @@ instead of returning wrong numbers.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
 from .._inputs import scalar_cost
 from ..errors import ThreadSafetyError
-from .base import complex_step_values, serial_values
+from .base import Cancelled, complex_step_values, serial_values
 from .serial import ensure_unmodified
 
+#: The pool never has more threads than this many per core.
+MAX_THREADS_PER_CORE = 2
 #: Components of each chunk re-evaluated serially to detect a thread-unsafe cost.
 RECHECKS_PER_CHUNK = 2
 
@@ -29,13 +32,16 @@ class ThreadsBackend:
 
     def __init__(self, problem, threads: int | None = None):
         self.problem = problem
-        self.threads = int(threads) if threads else (os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+        # more threads than a few per core only multiplies copies of theta
+        self.threads = min(int(threads), MAX_THREADS_PER_CORE * cores) if threads else cores
         self.compile_seconds = 0.0
         self.evaluations = 0
         self._workers = [problem.theta.copy() for _ in range(self.threads)]
         self._calls = [problem.make_call(x) for x in self._workers]
         self._pool: ThreadPoolExecutor | None = None
         self._rng = np.random.default_rng(0)
+        self._cancel = threading.Event()
 
     def __enter__(self) -> ThreadsBackend:
         self._pool = ThreadPoolExecutor(max_workers=self.threads,
@@ -47,24 +53,31 @@ class ThreadsBackend:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def _run_slice(self, w, indices, x_plus, x_minus):
+    def _run_slice(self, w, indices, x_plus, x_minus, cancel=None):
         return serial_values(self.problem, self._workers[w], self._calls[w], indices,
-                             x_plus, x_minus, scalar_cost)
+                             x_plus, x_minus, scalar_cost, cancel)
 
     def evaluate(self, indices, x_plus, x_minus):
         """J+ and J- of each component; raises ThreadSafetyError on disagreement."""
         n = indices.shape[0]
         bounds = [(n * w) // self.threads for w in range(self.threads + 1)]
+        self._cancel.clear()
         futures = [
             self._pool.submit(self._run_slice, w, indices[lo:hi], x_plus[lo:hi],
-                              x_minus[lo:hi])
+                              x_minus[lo:hi], self._cancel)
             for w, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])) if hi > lo
         ]
         try:
             parts = [f.result() for f in futures]
-        finally:
-            for f in futures:
-                f.cancel()
+        except BaseException:
+            self._cancel.set()  # the other workers stop at their next component
+            wait(futures)
+            errors = [f.exception() for f in futures if not f.cancelled()]
+            first = next((e for e in errors if e is not None and not isinstance(e, Cancelled)),
+                         None)
+            if first is not None:
+                raise first from first.__cause__
+            raise
         for x in self._workers:
             ensure_unmodified(x, self.problem.theta)
         self.evaluations += 2 * n
