@@ -1416,17 +1416,7 @@ result["numba_threads_restored"] = numba.get_num_threads() == nb_threads
 print(json.dumps(result), flush=True)
 '''
 
-SIGINT_NUMBA_BUG = pytest.mark.xfail(strict=True, reason=(
-    "KNOWN BUG fastcheck/backends/numba_backend.py NumbaBackend.evaluate: a SIGINT during "
-    "the prange kernel surfaces as SystemError('... returned a result with an exception "
-    "set') whose __cause__ chain ends in KeyboardInterrupt; `except Exception` sends it to "
-    "_locate_failure, which re-runs the whole chunk serially (seconds) and raises "
-    "FastcheckError('... no component raised ...'); fix: re-raise KeyboardInterrupt when "
-    "one is in the exception's __cause__/__context__ chain"))
-
-
-@pytest.mark.parametrize("backend", ["serial", "threads",
-                                     pytest.param("numba", marks=SIGINT_NUMBA_BUG)])
+@pytest.mark.parametrize("backend", ["serial", "threads", "numba"])
 def test_sigint_during_long_check(tmp_path, backend):
     """SIGINT one second into a long check (a ~1 ms cost, 20,000 components): it ends within
     two seconds with KeyboardInterrupt and a partial report, inputs unchanged, numba's
@@ -1530,12 +1520,6 @@ def test_threads_backend_caps_an_absurd_thread_count():
 
 
 @pytest.mark.skipif(not JIT, reason="the numba kernel's chunking only matters under the JIT")
-@pytest.mark.xfail(strict=True, reason=(
-    "KNOWN BUG fastcheck/backends/numba_backend.py NumbaBackend.n_chunks: the chunk count is "
-    "requested_threads * per_thread, not capped by self.threads or n: threads=10**8 makes "
-    "a 10**8-iteration prange (85 s for 5 parameters), threads=2**40 makes the kernel "
-    "allocate 2**40 chunks (MemoryError inside prange, reported as FastcheckError 'no "
-    "component raised'); fix: min(n, ...) in n_chunks"))
 def test_numba_backend_caps_an_absurd_thread_count():
     theta = np.linspace(-1, 1, 5)
     args = (np.ones(5), 0, np.inf, 0)

@@ -1,18 +1,32 @@
-"""The numba backend: all evaluations of a chunk inside one ``prange`` kernel."""
+"""The numba backend: all evaluations of a chunk inside one ``prange`` kernel.
+
+The kernel comes from the disk cache when the cost is importable (``_kernel_cache``),
+else it is the argument-taking ``_kernels.central_values`` compiled in this process.
+BLAS is held at one thread from the compile call to the end of the check (``_blas``).
+"""
 
 from __future__ import annotations
 
 import time
+import warnings
 
 import numba
 import numpy as np
-from numba.core.errors import NumbaError
+from numba.core.errors import NumbaError, NumbaWarning
 from numba.extending import is_jitted
 
+from .._blas import single_threaded_blas
 from .._inputs import scalar_cost
+from .._kernel_cache import cached_kernel
 from .._kernels import central_values
 from ..errors import FastcheckError
 from .base import serial_values
+
+#: Kernel chunks per thread: more than one lets a thread that was slowed down (a shared
+#: machine) hand work to the others; each chunk costs one copy of theta.
+CHUNKS_PER_THREAD = 4
+#: A chunk is never smaller than this many components (so the copy of theta is amortised).
+MIN_CHUNK = 16
 
 
 def max_threads() -> int:
@@ -36,21 +50,15 @@ def jitted_cost(cost):
         raise TypeError(f"backend='numba': numba cannot compile cost: {_short(exc)}") from None
 
 
-class _BlasLimit:
-    """Limit BLAS to one thread (threads x BLAS threads would oversubscribe)."""
-
-    def __enter__(self):
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-            self._ctl = None
-            return self
-        self._ctl = threadpool_limits(limits=1, user_api="blas")
-        return self
-
-    def __exit__(self, *exc):
-        if self._ctl is not None:
-            self._ctl.restore_original_limits()
+def _interrupted(exc: BaseException) -> bool:
+    """True when a ``KeyboardInterrupt`` is in the cause/context chain of ``exc``."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 class NumbaBackend:
@@ -73,30 +81,47 @@ class NumbaBackend:
         self.compile_seconds = 0.0
         self.evaluations = 0
         self._cost = jitted_cost(problem.cost)
+        self._cached = cached_kernel(self._cost)
+        #: True when the kernel is the disk-cached one (False: compiled in this process).
+        self.kernel_cached = self._cached is not None
         self._saved_threads: int | None = None
-        self._blas = _BlasLimit()
+        self._blas = single_threaded_blas()
 
     def __enter__(self) -> NumbaBackend:
         self._saved_threads = numba.get_num_threads()
         try:
             numba.set_num_threads(self.threads)
-            self._compile()
             self._blas.__enter__()
         except BaseException:
             numba.set_num_threads(self._saved_threads)
+            raise
+        try:
+            self._compile()
+        except BaseException:
+            self.__exit__(None, None, None)
             raise
         return self
 
     def __exit__(self, *exc) -> None:
         try:
-            self._blas.__exit__(*exc)
+            self._blas.__exit__(None, None, None)
         finally:
             numba.set_num_threads(self._saved_threads)
 
+    def n_chunks(self, n: int) -> int:
+        """Kernel chunks for ``n`` components: a few per running thread, none tiny, never
+        more than ``n`` (an absurd ``threads=`` must not make an absurd prange)."""
+        per_thread = max(1, min(CHUNKS_PER_THREAD, n // (MIN_CHUNK * self.threads)))
+        return max(1, min(n, self.threads * per_thread))
+
     def _kernel(self, indices, x_plus, x_minus):
         p = self.problem
-        return central_values(self._cost, p.theta, indices, x_plus, x_minus,
-                              self.requested_threads, p.args)
+        n_chunks = self.n_chunks(indices.shape[0])
+        with numba.parallel_chunksize(1):  # hand out chunks dynamically
+            if self._cached is not None:
+                return self._cached(p.theta, indices, x_plus, x_minus, n_chunks, p.args)
+            return central_values(self._cost, p.theta, indices, x_plus, x_minus, n_chunks,
+                                  p.args)
 
     def _compile(self) -> None:
         """Compile the kernel for this cost (timed) with a one-component call."""
@@ -104,7 +129,9 @@ class NumbaBackend:
         one = np.zeros(1, dtype=np.int64)
         start = time.perf_counter()
         try:
-            self._kernel(one, theta[:1].copy(), theta[:1].copy())
+            with warnings.catch_warnings():  # a cost numba cannot cache: still correct
+                warnings.simplefilter("ignore", NumbaWarning)
+                self._kernel(one, theta[:1].copy(), theta[:1].copy())
         except NumbaError as exc:
             raise TypeError(
                 f"backend='numba': numba cannot compile cost with these args: {_short(exc)}"
@@ -117,21 +144,27 @@ class NumbaBackend:
     def evaluate(self, indices, x_plus, x_minus):
         """J+ and J- of each component, computed in parallel."""
         try:
-            out = self._kernel(indices, x_plus, x_minus)
+            j_plus, j_minus, finished = self._kernel(indices, x_plus, x_minus)
         except (KeyboardInterrupt, NumbaError):
             raise
         except Exception as exc:
+            if _interrupted(exc):  # Ctrl-C during the kernel comes back as a SystemError
+                raise KeyboardInterrupt from exc
             self._locate_failure(indices, x_plus, x_minus, exc)
+        if not finished.all():  # the cost raised in a worker thread
+            self._locate_failure(indices, x_plus, x_minus, None)
         self.evaluations += 2 * indices.shape[0]
-        return out
+        return j_plus, j_minus
 
-    def _locate_failure(self, indices, x_plus, x_minus, exc: BaseException):
-        """An exception inside prange arrives as SystemError: find the component."""
+    def _locate_failure(self, indices, x_plus, x_minus, exc: BaseException | None):
+        """The cost raised inside prange: a SystemError (calling thread) or an unfinished
+        chunk (a worker). Re-evaluate serially to raise the cost's own error, located."""
         p = self.problem
         x = p.theta.copy()
         cost, args = self._cost, p.args
         serial_values(p, x, lambda: cost(x, *args), indices, x_plus, x_minus, scalar_cost)
+        what = "a chunk did not finish" if exc is None else f"{type(exc).__name__}: {_short(exc)}"
         raise FastcheckError(
-            f"the numba kernel failed ({type(exc).__name__}: {_short(exc)}) but no "
-            "component raised when re-evaluated serially"
+            f"the numba kernel failed ({what}) but no component raised when re-evaluated "
+            "serially"
         ) from exc

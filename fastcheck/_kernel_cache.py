@@ -1,0 +1,200 @@
+"""Kernels cached on disk, one small generated module per importable cost.
+
+numba will not cache a ``parallel=True`` kernel that receives the cost as an argument
+("Cannot cache ... dynamic globals"), so ``_kernels.central_values`` compiles in every
+process (~2 s). It *does* cache a kernel whose module imports the cost as a global. For a
+cost that can be imported by name (``cost.__module__`` is a real module, not ``__main__``
+or a notebook, and ``module.qualname`` is this very dispatcher), fastcheck writes such a
+module into its cache directory and imports it; numba caches the compiled kernel next to
+it, and a later process loads it in a fraction of a second.
+
+numba does not invalidate a cached caller when a callee changes, so the module's file
+name is a hash of the cost's code: the bytecode and options of the cost and of every
+jitted function it reaches through its globals, the bytes of their source files, and the
+numba, Python and kernel versions. A changed cost hashes differently and gets a new
+kernel; stale files are simply never used again (delete the directory to reclaim them).
+
+Where: ``$FASTCHECK_CACHE_DIR``, else ``$NUMBA_CACHE_DIR/fastcheck``, else
+``$XDG_CACHE_HOME/fastcheck`` or ``~/.cache/fastcheck``. ``FASTCHECK_KERNEL_CACHE=0``
+turns the cache off. Any failure (unwritable directory, import error) falls back to the
+uncached kernel silently: the cache only ever saves time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import marshal
+import os
+import sys
+import tempfile
+import types
+from pathlib import Path
+
+import numba
+from numba.core.registry import CPUDispatcher
+
+from . import _kernels
+
+#: Bump when the generated module changes in a way the source hash would not catch.
+KERNEL_VERSION = "1"
+
+_loaded: dict[str, object] = {}  # key -> kernel dispatcher, this process
+_keys: dict[int, tuple[object, str]] = {}  # id(cost) -> (cost, key): a dispatcher's code is fixed
+
+
+def enabled() -> bool:
+    """False when ``FASTCHECK_KERNEL_CACHE=0`` or numba's JIT is disabled."""
+    if os.environ.get("FASTCHECK_KERNEL_CACHE", "1").strip().lower() in ("0", "false", "no"):
+        return False
+    return not numba.config.DISABLE_JIT
+
+
+def cache_dir() -> Path:
+    """The directory of the generated kernel modules (not created here)."""
+    explicit = os.environ.get("FASTCHECK_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    if numba.config.CACHE_DIR:
+        return Path(numba.config.CACHE_DIR).expanduser() / "fastcheck"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "fastcheck" / "kernels"
+
+
+def importable_name(cost) -> tuple[str, str] | None:
+    """``(module, qualname)`` when ``import module; module.qualname`` is ``cost``, else None."""
+    if not isinstance(cost, CPUDispatcher):
+        return None
+    module = getattr(cost, "__module__", None)
+    qualname = getattr(cost, "__qualname__", None) or getattr(cost, "__name__", None)
+    if not module or not qualname or module == "__main__" or "<" in qualname:
+        return None
+    mod = sys.modules.get(module)
+    if mod is None or not getattr(mod, "__file__", None):
+        return None
+    obj = mod
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    return (module, qualname) if obj is cost else None
+
+
+def _file_digest(path: str, memo: dict[str, bytes]) -> bytes:
+    if path not in memo:
+        try:
+            memo[path] = hashlib.sha256(Path(path).read_bytes()).digest()
+        except OSError:
+            memo[path] = path.encode()
+    return memo[path]
+
+
+def _code_objects(code: types.CodeType):
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_objects(const)
+
+
+def _callees(func) -> list:
+    """Dispatchers that ``func`` names through its globals (``f`` or ``module.f``)."""
+    names = set()
+    for code in _code_objects(func.__code__):
+        names.update(code.co_names)
+    found = []
+    for name in sorted(names):
+        value = func.__globals__.get(name)
+        if isinstance(value, CPUDispatcher):
+            found.append(value)
+        elif isinstance(value, types.ModuleType):
+            for attr in sorted(names):
+                inner = getattr(value, attr, None)
+                if isinstance(inner, CPUDispatcher):
+                    found.append(inner)
+    return found
+
+
+def code_key(cost) -> str:
+    """Hash of everything the compiled kernel depends on (see the module docstring)."""
+    known = _keys.get(id(cost))
+    if known is not None and known[0] is cost:
+        return known[1]
+    key = _code_key(cost)
+    _keys[id(cost)] = (cost, key)
+    return key
+
+
+def _code_key(cost) -> str:
+    h = hashlib.sha256()
+    for part in (KERNEL_VERSION, numba.__version__, sys.version,
+                 _kernels.cached_kernel_source("m", "q", "k")):
+        h.update(part.encode())
+    memo: dict[str, bytes] = {}
+    seen: set[int] = set()
+    todo = [cost]
+    while todo:
+        disp = todo.pop()
+        if id(disp) in seen:
+            continue
+        seen.add(id(disp))
+        func = disp.py_func
+        h.update(f"{func.__module__}.{func.__qualname__}".encode())
+        h.update(repr(sorted(disp.targetoptions.items())).encode())
+        h.update(marshal.dumps(func.__code__))
+        h.update(_file_digest(func.__code__.co_filename, memo))
+        todo.extend(_callees(func))
+    return h.hexdigest()[:24]
+
+
+def _write_once(path: Path, text: str) -> None:
+    """Create ``path`` atomically unless it already holds ``text``.
+
+    Rewriting an identical file would change its timestamp, which numba takes as a
+    changed source and so would throw away the compiled kernel.
+    """
+    with contextlib.suppress(OSError):
+        if path.read_text() == text:
+            return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".py")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def cached_kernel(cost):
+    """The disk-cacheable kernel for ``cost``, or None when ``cost`` cannot have one.
+
+    Returns a dispatcher ``kernel(theta, indices, x_plus, x_minus, n_chunks, args)``.
+    Compilation (or loading from numba's cache) happens at its first call.
+    """
+    if not enabled():
+        return None
+    name = importable_name(cost)
+    if name is None:
+        return None
+    try:
+        key = code_key(cost)
+        if key in _loaded:
+            return _loaded[key]
+        modname = f"fastcheck_kernel_{key}"
+        path = cache_dir() / f"{modname}.py"
+        _write_once(path, _kernels.cached_kernel_source(*name, key))
+        spec = importlib.util.spec_from_file_location(modname, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[modname] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[modname]
+            raise
+        if module._cost is not cost:  # the import resolved to another object
+            return None
+        _loaded[key] = module.central_values
+        return module.central_values
+    except Exception:  # the cache only saves time: fall back to the uncached kernel
+        return None
