@@ -29,9 +29,16 @@ def complex_step_values(cost, theta_c, indices, steps, n_chunks, args):
         Number of contiguous chunks (one per thread).
     args : tuple
         Extra arguments of ``cost``.
+
+    Returns
+    -------
+    (float64[::1], bool[::1])
+        The derivatives, and which chunks finished (a chunk whose cost raised in a worker
+        thread does not).
     """
     n = indices.shape[0]
     out = np.empty(n, dtype=np.float64)
+    finished = np.zeros(n_chunks, dtype=np.bool_)  # a cost raising in a worker is lost
     for chunk in prange(n_chunks):
         lo = (n * chunk) // n_chunks
         hi = (n * (chunk + 1)) // n_chunks
@@ -42,4 +49,5 @@ def complex_step_values(cost, theta_c, indices, steps, n_chunks, args):
                 x[i] = theta_c[i] + 1j * steps[k]
                 out[k] = cost(x, *args).imag / steps[k]
                 x[i] = theta_c[i]
-    return out
+        finished[chunk] = True
+    return out, finished

@@ -1,5 +1,6 @@
 """method="central" | "richardson" | "complex" on analytic functions and real networks."""
 
+import numba
 import numpy as np
 import pytest
 
@@ -114,3 +115,43 @@ def test_unknown_method_and_directional_combination():
     with pytest.raises(ValueError, match="directional"):
         fc.check(lambda x: float(x @ x), lambda x: 2 * x, np.ones(3), method="complex",
                  mode="directional")
+
+
+@numba.njit
+def _complex_safe_cost(x, a):
+    # products, not **: numba's complex power loses the tiny imaginary part
+    s = np.sin(x)
+    return np.sum(a * s * s) + x[0] * x[1] * x[1] * x[1]
+
+
+def _complex_safe_grad(x, a):
+    g = 2 * a * np.sin(x) * np.cos(x)
+    g[0] += x[1] ** 3
+    g[1] += 3 * x[0] * x[1] ** 2
+    return g
+
+
+def test_complex_step_on_the_numba_backend_matches_serial():
+    rng = np.random.default_rng(0)
+    theta, a = rng.normal(size=300), rng.uniform(0.5, 2, size=300)
+    fast = fc.check(_complex_safe_cost, _complex_safe_grad, theta, (a,), method="complex",
+                    backend="numba", threads=2)
+    slow = fc.check(_complex_safe_cost, _complex_safe_grad, theta, (a,), method="complex",
+                    backend="serial")
+    assert fast.backend == "numba" and fast.method == "complex" and fast.passed
+    np.testing.assert_array_equal(fast.numeric, slow.numeric)
+    assert fast.relative_error < 1e-14
+
+    def bad(x, a):
+        g = _complex_safe_grad(x, a)
+        g[123] *= 1 + 1e-9  # far below what central differences can see
+        return g
+
+    report = fc.check(_complex_safe_cost, bad, theta, (a,), method="complex", rtol=1e-11)
+    assert list(report.failed) == [123]
+
+
+def test_numba_cost_that_cannot_compile_for_complex_is_a_type_error(mlp_s):
+    m = mlp_s  # the built-in MLP preallocates float64 buffers: not complex-safe
+    with pytest.raises(TypeError, match="method='complex'"):
+        fc.check(m.cost, m.grad, m.theta, m.args, layout=m.layout, method="complex")

@@ -20,7 +20,7 @@ from .._inputs import scalar_cost
 from .._kernel_cache import cached_kernel
 from .._kernels import central_values
 from ..errors import FastcheckError
-from .base import serial_values
+from .base import complex_step_values, serial_values
 
 #: Kernel chunks per thread: more than one lets a thread that was slowed down (a shared
 #: machine) hand work to the others; each chunk costs one copy of theta.
@@ -155,6 +155,32 @@ class NumbaBackend:
             self._locate_failure(indices, x_plus, x_minus, None)
         self.evaluations += 2 * indices.shape[0]
         return j_plus, j_minus
+
+    def evaluate_complex(self, indices, steps):
+        """Complex-step derivatives of each component, in the parallel complex kernel."""
+        from .._kernels_complex import complex_step_values as kernel
+
+        p = self.problem
+        theta_c = p.theta.astype(np.complex128)
+        try:
+            with numba.parallel_chunksize(1):
+                out, finished = kernel(self._cost, theta_c, indices, steps,
+                                       self.n_chunks(indices.shape[0]), p.args)
+        except KeyboardInterrupt:
+            raise
+        except NumbaError as exc:
+            raise TypeError(f"method='complex': numba cannot compile cost for complex "
+                            f"input: {_short(exc)}") from None
+        except Exception as exc:
+            if _interrupted(exc):
+                raise KeyboardInterrupt from exc
+            finished = np.zeros(1, dtype=np.bool_)
+        if not finished.all():  # the cost raised: re-run serially to say where
+            x = theta_c.copy()
+            cost, args = self._cost, p.args
+            complex_step_values(p, x, lambda: cost(x, *args), indices, steps)
+        self.evaluations += indices.shape[0]
+        return out
 
     def _locate_failure(self, indices, x_plus, x_minus, exc: BaseException | None):
         """The cost raised inside prange: a SystemError (calling thread) or an unfinished
