@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--eps", default="auto",
                       help='finite-difference step: "auto" or a float such as 1e-7')
     demo.add_argument("--json", action="store_true", help="print the report as JSON")
+    demo.add_argument("--method", default="central",
+                      choices=["central", "richardson", "complex"],
+                      help="finite differences: central (default), richardson (O(h^4)), or "
+                           "complex step (exact; runs the model's complex-safe numpy cost)")
     demo.add_argument("--mode", default="full", choices=["full", "directional"],
                       help="full: every (sampled) component; directional: a few random "
                            "directions, then group testing to localize bad components")
@@ -232,8 +236,13 @@ def run_demo(ns: argparse.Namespace) -> int:
         return EXIT_USAGE
     model = make_mlp(ns.size, bug=ns.bug, seed=ns.seed)
     progress = sys.stderr.isatty() if ns.progress is None else ns.progress
+    cost = model.cost
+    if ns.method == "complex" and ns.backend in ("auto", "serial", "threads"):
+        from .models import cost_python
+
+        cost = cost_python  # the njit model preallocates float64 buffers: not complex-safe
     with _dask_client(ns.backend, ns.scheduler) as client:
-        report = fc.check(model.cost, model.grad, model.theta, model.args,
+        report = fc.check(cost, model.grad, model.theta, model.args, method=ns.method,
                           layout=model.layout, eps=_eps(ns.eps), sample=ns.sample,
                           seed=ns.seed, backend=ns.backend, threads=ns.threads,
                           progress=progress, client=client, mode=ns.mode)

@@ -84,3 +84,10 @@ def test_demo_directional_mode_names_block(capsys):
                                             (["taylor", "--bug", "nope"], 2)])
 def test_taylor_command_exit_codes(argv, code, capsys):
     assert main(argv) == code
+
+
+@pytest.mark.parametrize("method", ["richardson", "complex"])
+def test_demo_methods_locate_the_one_element_bug(method, capsys):
+    assert main(["demo", "--method", method, "--bug", "one-element"]) == 1
+    out = capsys.readouterr().out
+    assert "W2[1, 3]" in out

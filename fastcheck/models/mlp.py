@@ -277,9 +277,16 @@ def grad(theta, X, Y, sizes, lam, bug: str | None = None, clip: float | None = N
 
 
 def cost_python(theta, X, Y, sizes, lam) -> float:
-    """``cost`` in plain NumPy (no numba), for the Python backends and benchmarks."""
+    """``cost`` in plain NumPy (no numba), for the Python backends and benchmarks.
+
+    Complex-safe: with a complex ``theta`` (``method="complex"``) it returns a complex
+    number (ReLU and the max of the log-sum-exp compare real parts, as NumPy does).
+    """
     dims = _sizes_tuple(sizes)
-    p = mlp_layout(dims).unflatten(np.asarray(theta, dtype=np.float64))
+    theta = np.asarray(theta)
+    if theta.dtype.kind != "c":
+        theta = theta.astype(np.float64, copy=False)
+    p = mlp_layout(dims).unflatten(theta)
     L = len(dims) - 1
     A = np.asarray(X, dtype=np.float64)
     for l in range(1, L + 1):
@@ -289,8 +296,9 @@ def cost_python(theta, X, Y, sizes, lam) -> float:
     zmax = A.max(axis=1, keepdims=True)
     lse = zmax + np.log(np.exp(A - zmax).sum(axis=1, keepdims=True))
     m = A.shape[0]
-    reg = sum(float(np.sum(p[f"W{l}"] ** 2)) for l in range(1, L + 1))
-    return float(np.sum(Y * (lse - A)) / m + lam / (2.0 * m) * reg)
+    reg = sum(np.sum(p[f"W{l}"] * p[f"W{l}"]) for l in range(1, L + 1))
+    value = np.sum(Y * (lse - A)) / m + lam / (2.0 * m) * reg
+    return complex(value) if theta.dtype.kind == "c" else float(value)
 
 
 @dataclass(frozen=True, eq=False)
