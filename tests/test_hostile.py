@@ -1364,9 +1364,14 @@ def test_exception_in_thread_pool_stops_promptly():
 
 # -- interrupts -------------------------------------------------------------------------------
 INTERRUPT_SCRIPT = r'''
-import json, sys, threading, time
+import json, signal, sys, threading, time
 import numba, numpy as np
 import fastcheck as fc
+
+# A process started in the background of a non-interactive shell (as CI may run us)
+# inherits SIGINT as ignored, and Python then leaves it ignored: restore the default
+# handler so that the test measures fastcheck, not the shell.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 backend = sys.argv[1]
 REPEAT = 3000  # about 1 ms per evaluation of the njit cost
