@@ -169,6 +169,12 @@ def run_taylor(ns: argparse.Namespace) -> int:
     model = make_mlp(ns.size, bug=ns.bug, seed=ns.seed)
     result = fc.taylor_test(model.cost, model.grad, model.theta, model.args,
                             layout=model.layout, seed=ns.seed)
+    _show(ns, model, result)
+    return EXIT_PASS if result.passed else EXIT_FAIL
+
+
+def _show(ns: argparse.Namespace, model, result) -> None:
+    """Print a demo or taylor result (text or ``--json``) and save ``--plot``."""
     if ns.json:
         print(json.dumps(result.to_dict()))
     else:
@@ -177,7 +183,8 @@ def run_taylor(ns: argparse.Namespace) -> int:
         print(result.summary())
     if ns.plot:
         result.plot().savefig(ns.plot)
-    return EXIT_PASS if result.passed else EXIT_FAIL
+        if not ns.json:
+            print(f"plot saved to {ns.plot}")
 
 
 def run_bench(ns: argparse.Namespace) -> int:
@@ -246,16 +253,7 @@ def run_demo(ns: argparse.Namespace) -> int:
                           layout=model.layout, eps=_eps(ns.eps), sample=ns.sample,
                           seed=ns.seed, backend=ns.backend, threads=ns.threads,
                           progress=progress, client=client, mode=ns.mode)
-    if ns.json:
-        print(json.dumps(report.to_dict()))
-    else:
-        bug = f", bug {ns.bug!r} injected" if ns.bug else ""
-        print(f"model: {model.name} {list(model.sizes)}, N = {report.n_params:,}{bug}")
-        print(report.summary())
-    if ns.plot:
-        report.plot().savefig(ns.plot)
-        if not ns.json:
-            print(f"plot saved to {ns.plot}")
+    _show(ns, model, report)
     return EXIT_PASS if report.passed else EXIT_FAIL
 
 

@@ -393,8 +393,8 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
     if unexplained and verdict == "pass":
         verdict = "warn"
 
-    evaluations = (2 + (1 if problem.cost_returns_grad else 0) + lines.evaluations
-                   + components.backend.evaluations)
+    # the two calls at theta (prepare), then the directions and the localization
+    evaluations = 2 + lines.evaluations + components.backend.evaluations
     a_dir = np.array([t.analytic for t in tests])
     n_dir = np.array([t.numeric for t in tests])
     reason = [
