@@ -48,54 +48,30 @@ def _validate_rtol(rtol: Any) -> float:
     return value
 
 
-def _validate_backend(backend: Any) -> str:
-    if not isinstance(backend, str) or backend not in BACKEND_NAMES:
-        raise ValueError(f"backend must be one of {list(BACKEND_NAMES)}, got {backend!r}")
-    return backend
-
-
-def _validate_threads(threads: Any) -> int | None:
-    if threads is None:
+def _validate_optional_count(name: str, value: Any) -> int | None:
+    """None, or a positive int (``threads``, ``max_failures``)."""
+    if value is None:
         return None
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
-        raise TypeError(f"threads must be None or a positive int, got {threads!r}")
-    if threads < 1:
-        raise ValueError(f"threads must be None or a positive int, got {threads}")
-    return int(threads)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be None or a positive int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be None or a positive int, got {value}")
+    return int(value)
 
 
-def _validate_confidence(confidence: Any) -> float:
-    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real):
-        raise TypeError(f"confidence must be a float in (0, 1), got {confidence!r}")
-    value = float(confidence)
-    if not 0.0 < value < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    return value
+def _validate_fraction(name: str, value: Any) -> float:
+    """A float strictly between 0 and 1 (``confidence``, ``target_rate``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a float in (0, 1), got {value!r}")
+    if not 0.0 < float(value) < 1.0:
+        raise ValueError(f"{name} must be in (0, 1), got {value!r}")
+    return float(value)
 
 
 def _validate_choice(name: str, value: Any, allowed: tuple) -> str:
     if not isinstance(value, str) or value not in allowed:
         raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
     return value
-
-
-def _validate_target_rate(target_rate: Any) -> float:
-    if isinstance(target_rate, bool) or not isinstance(target_rate, numbers.Real):
-        raise TypeError(f"target_rate must be a float in (0, 1), got {target_rate!r}")
-    value = float(target_rate)
-    if not 0.0 < value < 1.0:
-        raise ValueError(f"target_rate must be in (0, 1), got {target_rate!r}")
-    return value
-
-
-def _validate_max_failures(max_failures: Any) -> int | None:
-    if max_failures is None:
-        return None
-    if isinstance(max_failures, bool) or not isinstance(max_failures, (int, np.integer)):
-        raise TypeError(f"max_failures must be None or a positive int, got {max_failures!r}")
-    if max_failures < 1:
-        raise ValueError(f"max_failures must be None or a positive int, got {max_failures}")
-    return int(max_failures)
 
 
 # -- the driver ---------------------------------------------------------------------------
@@ -224,11 +200,11 @@ def check(
     start = time.perf_counter()
     eps = _validate_eps(eps)
     rtol = _validate_rtol(rtol)
-    backend = _validate_backend(backend)
-    threads = _validate_threads(threads)
-    confidence = _validate_confidence(confidence)
-    target_rate = _validate_target_rate(target_rate)
-    max_failures = _validate_max_failures(max_failures)
+    backend = _validate_choice("backend", backend, BACKEND_NAMES)
+    threads = _validate_optional_count("threads", threads)
+    confidence = _validate_fraction("confidence", confidence)
+    target_rate = _validate_fraction("target_rate", target_rate)
+    max_failures = _validate_optional_count("max_failures", max_failures)
     mode = _validate_choice("mode", mode, MODES)
     method = _validate_choice("method", method, METHOD_NAMES)
     if mode == "directional" and method != "central":
