@@ -175,7 +175,7 @@ def normalise_grad(value: Any, layout: Layout, params_kind: str, source: str) ->
     if isinstance(value, Mapping):
         out = np.empty(layout.size, dtype=np.float64)
         missing = []
-        for name, shape in layout.shapes.items():
+        for name, shape in zip(layout.names, layout.shapes):
             if name in value:
                 key = name
             elif "d" + name in value:

@@ -99,10 +99,10 @@ def _blocks(report: Report, theta_checked: np.ndarray) -> list[_Block]:
     bounds = np.searchsorted(layout.block_of(report.indices), np.arange(len(layout) + 1))
     offsets, sizes = layout.offsets, layout.sizes
     out = []
-    for b, (name, shape) in enumerate(layout.shapes.items()):
+    for b, (name, shape) in enumerate(zip(layout.names, layout.shapes)):
         s = slice(int(bounds[b]), int(bounds[b + 1]))
         flat = report.indices[s]
-        out.append(_Block(name, b, tuple(shape), sizes[name], flat, flat - offsets[name],
+        out.append(_Block(name, b, tuple(shape), sizes[b], flat, flat - offsets[b],
                           report.analytic[s], report.numeric[s], theta_checked[s],
                           report.kinds[s]))
     return out

@@ -11,16 +11,6 @@ import numpy as np
 __all__ = ["Layout"]
 
 
-class BlockMap(dict):
-    """A dict name -> value in block order that also accepts a block's position
-    (``layout.offsets["W2"]`` and ``layout.offsets[2]`` are the same)."""
-
-    def __getitem__(self, key):
-        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-            return list(self.values())[key]
-        return super().__getitem__(key)
-
-
 def _as_shape(name: str, shape: Any) -> tuple[int, ...]:
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (int(shape),)
@@ -94,19 +84,40 @@ class Layout:
         return self._names
 
     @property
-    def shapes(self) -> dict[str, tuple[int, ...]]:
-        """Block name -> shape (also indexable by block position)."""
-        return BlockMap(zip(self._names, self._shapes))
+    def shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Block shapes, in block order (parallel to ``names``)."""
+        return self._shapes
 
     @property
-    def offsets(self) -> dict[str, int]:
-        """Block name -> flat index of the block's first component (also by position)."""
-        return BlockMap((n, int(o)) for n, o in zip(self._names, self._offsets[:-1]))
+    def offsets(self) -> tuple[int, ...]:
+        """Flat index of each block's first component, in block order (parallel to
+        ``names``)."""
+        return tuple(int(o) for o in self._offsets[:-1])
 
     @property
-    def sizes(self) -> dict[str, int]:
-        """Block name -> number of components."""
-        return BlockMap((n, int(s)) for n, s in zip(self._names, self._sizes))
+    def sizes(self) -> tuple[int, ...]:
+        """Number of components of each block, in block order (parallel to ``names``)."""
+        return tuple(int(s) for s in self._sizes)
+
+    def _position(self, name: str) -> int:
+        try:
+            return self._index[name]
+        except (KeyError, TypeError):
+            raise KeyError(
+                f"Layout has no block {name!r}; its blocks are {list(self._names)}"
+            ) from None
+
+    def shape_of(self, name: str) -> tuple[int, ...]:
+        """The shape of block ``name`` (``KeyError`` naming the blocks if there is none)."""
+        return self._shapes[self._position(name)]
+
+    def offset_of(self, name: str) -> int:
+        """The flat index of the first component of block ``name``."""
+        return int(self._offsets[self._position(name)])
+
+    def size_of(self, name: str) -> int:
+        """The number of components of block ``name``."""
+        return int(self._sizes[self._position(name)])
 
     @property
     def size(self) -> int:
@@ -232,5 +243,5 @@ class Layout:
 
     def block_slice(self, name: str) -> slice:
         """The slice of the flat vector that holds block ``name``."""
-        b = self._index[name]
+        b = self._position(name)
         return slice(int(self._offsets[b]), int(self._offsets[b + 1]))

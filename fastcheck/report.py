@@ -384,7 +384,7 @@ class Report:
             "mode": self.mode,
             "method": self.method,
             "notes": list(self.notes),
-            "layout": {n: list(s) for n, s in self.layout.shapes.items()},
+            "layout": {n: list(s) for n, s in zip(self.layout.names, self.layout.shapes)},
         }
         return _jsonable(out)
 
@@ -402,7 +402,7 @@ def block_reports(layout: Layout, indices: np.ndarray, analytic: np.ndarray,
     bounds = np.searchsorted(block, np.arange(len(layout) + 1))
     failing = np.isin(kinds, ("fail", "nonfinite"))
     out = []
-    for b, (name, shape) in enumerate(layout.shapes.items()):
+    for b, (name, shape) in enumerate(zip(layout.names, layout.shapes)):
         s = slice(int(bounds[b]), int(bounds[b + 1]))
         rel = global_relative_error(analytic[s], numeric[s])
         n_failed = int(np.count_nonzero(failing[s]))
@@ -414,7 +414,7 @@ def block_reports(layout: Layout, indices: np.ndarray, analytic: np.ndarray,
         else:
             max_rel = float(np.nanmax(errs))
         out.append(BlockReport(
-            name, tuple(shape), layout.sizes[name], int(s.stop - s.start), rel, max_rel,
+            name, tuple(shape), layout.sizes[b], int(s.stop - s.start), rel, max_rel,
             n_failed, verdict_of(n_failed, rel), int(np.count_nonzero(kinds[s] == "kink")),
         ))
     return tuple(out)

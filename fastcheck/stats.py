@@ -197,8 +197,8 @@ def failure_rate_bound(n_failed_blocks: dict[str, int], n_checked_blocks: dict[s
     """
     sizes = layout.sizes
     blocks, finite = {}, {}
-    for name in layout.names:
-        k, n, size = n_failed_blocks[name], n_checked_blocks[name], sizes[name]
+    for name, size in zip(layout.names, sizes):
+        k, n = n_failed_blocks[name], n_checked_blocks[name]
         if size == 0:
             blocks[name] = finite[name] = 0.0
         elif n >= size:

@@ -75,7 +75,7 @@ def test_one_element_bug_is_named_by_block_and_index():
     assert len(report.failed) == 1
     worst = report.worst(1)[0]
     assert (worst.name, worst.index, worst.kind) == ("W2", (1, 3), "fail")
-    assert worst.flat_index == model.layout.offsets["W2"] + 1 * 32 + 3
+    assert worst.flat_index == model.layout.offset_of("W2") + 1 * 32 + 3
     assert "W2[1, 3]" in report.summary()
 
 

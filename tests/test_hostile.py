@@ -978,12 +978,12 @@ def test_fuzz_layout(data):
         how = draw(st.sampled_from(["missing", "shape", "complex", "string", "list", "int",
                                     "not-a-mapping"]))
         name = draw(st.sampled_from(lay.names))
-        if how == "list" and lay.sizes[name] == 0:
+        if how == "list" and lay.size_of(name) == 0:
             how = "int"  # a nested list cannot carry the shape of an empty block
         if how == "missing":
             del blocks[name]
         elif how == "shape":
-            blocks[name] = np.zeros(lay.shapes[name] + (2,))
+            blocks[name] = np.zeros(lay.shape_of(name) + (2,))
         elif how == "complex":
             blocks[name] = blocks[name] + 1j
         elif how == "string":
@@ -1029,9 +1029,9 @@ def test_fuzz_layout(data):
                  and 0 <= i < lay.size)
         if valid:
             name, idx = lout.report
-            lo = lay.offsets[name]
-            assert lo <= i < lo + lay.sizes[name]
-            shape = lay.shapes[name]
+            lo = lay.offset_of(name)
+            assert lo <= i < lo + lay.size_of(name)
+            shape = lay.shape_of(name)
             assert idx == (tuple(int(k) for k in np.unravel_index(i - lo, shape))
                            if shape else ())
             record(cat, "ok (locate)")

@@ -8,8 +8,9 @@ def test_layout_round_trip_and_views():
     layout = fc.Layout({"W1": (3, 2), "b1": (3,), "s": ()})
     assert layout.size == 10
     assert layout.names == ("W1", "b1", "s")
-    assert layout.shapes == {"W1": (3, 2), "b1": (3,), "s": ()}
-    assert layout.offsets == {"W1": 0, "b1": 6, "s": 9}
+    assert layout.shapes == ((3, 2), (3,), ())
+    assert layout.offsets == (0, 6, 9)
+    assert layout.sizes == (6, 3, 1)
     params = {"W1": np.arange(6.0).reshape(3, 2), "b1": np.array([7.0, 8, 9]), "s": np.array(5.0)}
     theta = layout.flatten(params)
     assert theta.dtype == np.float64 and theta.shape == (10,)
@@ -59,8 +60,20 @@ def test_flatten_shape_mismatch_names_block():
         layout.flatten({"W": np.zeros((3, 2))})
 
 
-def test_shapes_and_offsets_by_name_and_position():
+def test_names_shapes_offsets_sizes_are_parallel_tuples():
     layout = fc.Layout({"W1": (3, 2), "b1": (3,)})
-    assert layout.offsets["b1"] == layout.offsets[1] == 6
-    assert layout.shapes["W1"] == layout.shapes[0] == (3, 2)
-    assert list(layout.offsets.values()) == [0, 6]
+    for attr in (layout.names, layout.shapes, layout.offsets, layout.sizes):
+        assert isinstance(attr, tuple) and len(attr) == 2
+    # iterating yields shapes / offsets / sizes, never names (API.md, Layout)
+    assert list(layout.shapes) == [(3, 2), (3,)]
+    assert list(layout.offsets) == [0, 6]
+    assert list(layout.sizes) == [6, 3]
+    assert layout.shapes[0] == layout.shape_of("W1") == (3, 2)
+    assert layout.offsets[1] == layout.offset_of("b1") == 6
+    assert layout.sizes[1] == layout.size_of("b1") == 3
+
+
+def test_lookup_of_unknown_block_names_the_blocks():
+    layout = fc.Layout({"W1": (3, 2), "b1": (3,)})
+    with pytest.raises(KeyError, match="W9.*W1"):
+        layout.shape_of("W9")

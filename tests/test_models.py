@@ -56,8 +56,8 @@ def test_layout_blocks_and_shapes():
     layout = mlp_layout("S")
     assert isinstance(layout, Layout)
     assert layout.names == ("W1", "b1", "W2", "b2", "W3", "b3")
-    assert layout.shapes == {"W1": (20, 16), "b1": (16,), "W2": (16, 8), "b2": (8,),
-                             "W3": (8, 3), "b3": (3,)}
+    assert dict(zip(layout.names, layout.shapes)) == {
+        "W1": (20, 16), "b1": (16,), "W2": (16, 8), "b2": (8,), "W3": (8, 3), "b3": (3,)}
 
 
 @pytest.mark.parametrize("size", ["S", "SQ", "M", "L"])
@@ -75,7 +75,7 @@ def test_problem_fields(size):
     params = p.params()
     assert list(params) == list(p.layout.names)
     for name, block in params.items():
-        assert block.shape == p.layout.shapes[name]
+        assert block.shape == p.layout.shape_of(name)
         assert np.all(block != 0.0)  # He weights and 0.1 * normal biases: none is zero
     params["W1"][0, 0] += 1.0  # copies, not views
     assert p.theta[0] != params["W1"][0, 0]
