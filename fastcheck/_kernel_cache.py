@@ -63,9 +63,11 @@ def cache_dir() -> Path:
 
 
 def importable_name(cost) -> tuple[str, str] | None:
-    """``(module, qualname)`` when ``import module; module.qualname`` is ``cost``, else None."""
-    if not isinstance(cost, CPUDispatcher):
-        return None
+    """``(module, qualname)`` when ``import module; module.qualname`` is ``cost``, else None.
+
+    Used for the kernel cache (a generated module imports the cost) and by the dask
+    backend (a worker imports the cost instead of receiving it by value).
+    """
     module = getattr(cost, "__module__", None)
     qualname = getattr(cost, "__qualname__", None) or getattr(cost, "__name__", None)
     if not module or not qualname or module == "__main__" or "<" in qualname:
@@ -172,7 +174,7 @@ def cached_kernel(cost):
     Returns a dispatcher ``kernel(theta, indices, x_plus, x_minus, n_chunks, args)``.
     Compilation (or loading from numba's cache) happens at its first call.
     """
-    if not enabled():
+    if not enabled() or not isinstance(cost, CPUDispatcher):
         return None
     name = importable_name(cost)
     if name is None:

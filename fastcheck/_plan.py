@@ -120,8 +120,3 @@ def processing_order(layout: Layout, indices: np.ndarray, seed: int) -> np.ndarr
     head = perm[first_of_block]
     rest = np.delete(perm, first_of_block)
     return np.concatenate([head, rest]).astype(np.int64)
-
-
-def chunks(n: int, chunk: int = DEFAULT_CHUNK) -> list[slice]:
-    """Consecutive slices of ``range(n)`` of at most ``chunk`` items."""
-    return [slice(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]

@@ -19,7 +19,8 @@ distributed = pytest.importorskip("distributed")
 import fastcheck as fc  # noqa: E402
 from fastcheck import backends  # noqa: E402
 from fastcheck._inputs import prepare  # noqa: E402
-from fastcheck.backends import dask_backend  # noqa: E402
+from fastcheck.backends.dask import client as dask_client  # noqa: E402
+from fastcheck.backends.dask import worker as dask_worker  # noqa: E402
 from fastcheck.backends.numba_backend import NumbaBackend  # noqa: E402
 from fastcheck.models import make_mlp  # noqa: E402
 from tests import _dask_costs as costs  # noqa: E402
@@ -73,10 +74,10 @@ def test_evaluate_is_bitwise_equal_to_numba_in_many_tasks(client, monkeypatch):
     x_plus, x_minus = theta + 1e-5, theta - 1e-5
     with NumbaBackend(problem) as local:
         expected = local.evaluate(idx, x_plus, x_minus)
-    monkeypatch.setattr(dask_backend, "TARGET_TASK_SECONDS", 1e-6)  # 256 tiny tasks
-    with dask_backend.DaskBackend(problem, client=client) as remote:
+    monkeypatch.setattr(dask_client, "TARGET_TASK_SECONDS", 1e-6)  # 256 tiny tasks
+    with dask_client.DaskBackend(problem, client=client) as remote:
         got = remote.evaluate(idx, x_plus, x_minus)
-        assert len(remote._task_bounds(theta.size)) - 1 == dask_backend.MAX_TASKS
+        assert len(remote._task_bounds(theta.size)) - 1 == dask_client.MAX_TASKS
     assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
     assert remote.threads == 2
     assert remote.lost_workers == 0 and remote.retries == 0
@@ -160,10 +161,18 @@ def test_cli_demo_on_a_running_scheduler(cluster, client, capsys):
 
 def test_without_dask_the_message_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
-    monkeypatch.delitem(sys.modules, "fastcheck.backends.dask_backend")
+    for name in ("fastcheck.backends.dask", "fastcheck.backends.dask.client"):
+        monkeypatch.delitem(sys.modules, name)
     problem = prepare(costs.quartic, costs.quartic_grad, *quartic_problem(5), None)
     with pytest.raises(ImportError, match=r'pip install "fastcheck\[dask\]"'):
         backends.create_backend("dask", problem, None, client=None)
+
+
+def test_complex_step_is_refused_with_a_clear_message(client):
+    theta, args = quartic_problem(20)
+    with pytest.raises(ValueError, match=r"backend='dask' cannot evaluate method='complex'"):
+        fc.check(costs.quartic, costs.quartic_grad, theta, args, backend="dask",
+                 client=client, method="complex")
 
 
 def test_importing_fastcheck_does_not_import_dask():
@@ -174,11 +183,11 @@ def test_importing_fastcheck_does_not_import_dask():
 
 
 def test_assembly_rejects_missing_or_duplicated_components():
-    part = dask_backend._TaskResult(0, np.zeros(2), np.zeros(2))
+    part = dask_worker.TaskResult(0, np.zeros(2), np.zeros(2))
     with pytest.raises(fc.FastcheckError, match="1 component"):
-        dask_backend._assemble(3, [part])
+        dask_client._assemble(3, [part])
     with pytest.raises(fc.FastcheckError, match="duplicated"):
-        dask_backend._assemble(2, [part, part])
+        dask_client._assemble(2, [part, part])
 
 
 def _kill_one_worker_when(client, monkeypatch, method: str, delay: float):
@@ -187,7 +196,7 @@ def _kill_one_worker_when(client, monkeypatch, method: str, delay: float):
     victim = sorted(client.nthreads())[0]
     pid = client.run(os.getpid, workers=[victim])[victim]
     timer = threading.Timer(delay, os.kill, (pid, signal.SIGKILL))
-    original = getattr(dask_backend.DaskBackend, method)
+    original = getattr(dask_client.DaskBackend, method)
     made = []
 
     def armed(self, *args, **kwargs):
@@ -196,7 +205,7 @@ def _kill_one_worker_when(client, monkeypatch, method: str, delay: float):
             timer.start()
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(dask_backend.DaskBackend, method, armed)
+    monkeypatch.setattr(dask_client.DaskBackend, method, armed)
     return made, timer
 
 
@@ -215,6 +224,8 @@ def test_a_worker_killed_mid_check_still_gives_the_full_report(client, monkeypat
     (runner,) = made
     assert runner.lost_workers >= 1
     assert runner.retries >= 1  # the task running on the killed worker ran again
+    (event,) = runner.events()
+    assert "left the cluster" in event and "exactly once" in event
 
 
 def test_a_worker_killed_while_the_data_is_shipped(client, monkeypatch):

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from numba.extending import is_jitted
 
+from .base import require
 from .numba_backend import NumbaBackend
 from .serial import SerialBackend
 from .threads import ThreadsBackend
 
 
-def _dask_backend(problem, threads: int | None = None, client=None):
-    """The dask backend, imported on first use: dask is an optional dependency."""
+def _dask_class():
+    """The dask backend's class, imported on first use: dask is an optional dependency."""
     try:
-        from .dask_backend import DaskBackend
+        from .dask import DaskBackend
     except ImportError as exc:
         if (exc.name or "").split(".")[0] not in ("dask", "distributed"):
             raise
@@ -20,9 +21,16 @@ def _dask_backend(problem, threads: int | None = None, client=None):
             "backend='dask' needs dask.distributed, which is not installed: "
             'pip install "fastcheck[dask]"'
         ) from exc
-    return DaskBackend(problem, threads, client=client)
+    return DaskBackend
 
 
+def _dask_backend(problem, threads: int | None = None, client=None):
+    """The dask backend (see ``backends/dask/``)."""
+    return _dask_class()(problem, threads, client=client)
+
+
+#: name -> class (or factory) taking ``(problem, threads, **options)``; every backend
+#: derives from ``base.Backend``.
 BACKENDS = {
     "numba": NumbaBackend,
     "threads": ThreadsBackend,
@@ -33,8 +41,17 @@ BACKENDS = {
 #: Keyword options of ``fc.check`` that only some backends take.
 BACKEND_OPTIONS = {"dask": ("client",)}
 
+#: Backends whose module is imported on first use (optional dependencies).
+_LAZY_CLASSES = {"dask": _dask_class}
+
 #: Values accepted by ``fc.check(backend=...)``.
 BACKEND_NAMES = ("auto", *BACKENDS)
+
+
+def backend_class(name: str):
+    """The class of the backend ``name`` (importing it if it is optional)."""
+    load = _LAZY_CLASSES.get(name)
+    return load() if load is not None else BACKENDS[name]
 
 
 def resolve_backend(name: str, problem) -> str:
@@ -49,12 +66,16 @@ def resolve_backend(name: str, problem) -> str:
     return "serial"
 
 
-def create_backend(name: str, problem, threads: int | None, **options):
+def create_backend(name: str, problem, threads: int | None, *, method: str = "central",
+                   **options):
     """Instantiate the backend ``name`` (already resolved) for ``problem``.
 
-    ``options`` (e.g. ``client``) go only to the backends that take them; one given
-    (not None) for another backend is a ``ValueError``.
+    A backend that cannot evaluate ``method`` (e.g. ``dask`` and ``"complex"``) is a
+    ``ValueError`` here, before anything runs. ``options`` (e.g. ``client``) go only to
+    the backends that take them; one given (not None) for another backend is a
+    ``ValueError``.
     """
+    require(backend_class(name), method)
     accepted = BACKEND_OPTIONS.get(name, ())
     for key, value in options.items():
         if value is not None and key not in accepted:

@@ -7,20 +7,16 @@ BLAS is held at one thread from the compile call to the end of the check (``_bla
 
 from __future__ import annotations
 
-import time
-import warnings
-
 import numba
 import numpy as np
-from numba.core.errors import NumbaError, NumbaWarning
+from numba.core.errors import NumbaError
 from numba.extending import is_jitted
 
 from .._blas import single_threaded_blas
-from .._inputs import scalar_cost
 from .._kernel_cache import cached_kernel
 from .._kernels import central_values
-from ..errors import FastcheckError
-from .base import complex_step_values, serial_values
+from .base import Backend, complex_step_values, locate_failure, timed_compile
+from .base import short_error as _short
 
 #: Kernel chunks per thread: more than one lets a thread that was slowed down (a shared
 #: machine) hand work to the others; each chunk costs one copy of theta.
@@ -32,12 +28,6 @@ MIN_CHUNK = 16
 def max_threads() -> int:
     """The most threads numba can run (``NUMBA_NUM_THREADS``)."""
     return int(numba.config.NUMBA_NUM_THREADS)
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    lines = [ln.strip() for ln in text if ln.strip() and not ln.startswith("During:")]
-    return " ".join(lines[:2])[:300]
 
 
 def jitted_cost(cost):
@@ -61,10 +51,11 @@ def _interrupted(exc: BaseException) -> bool:
     return False
 
 
-class NumbaBackend:
+class NumbaBackend(Backend):
     """Run the central differences of each chunk in the parallel numba kernel."""
 
     name = "numba"
+    supports = {"complex": True}
 
     def __init__(self, problem, threads: int | None = None):
         if problem.params_kind != "flat":
@@ -82,8 +73,6 @@ class NumbaBackend:
         self.evaluations = 0
         self._cost = jitted_cost(problem.cost)
         self._cached = cached_kernel(self._cost)
-        #: True when the kernel is the disk-cached one (False: compiled in this process).
-        self.kernel_cached = self._cached is not None
         self._saved_threads: int | None = None
         self._blas = single_threaded_blas()
 
@@ -102,7 +91,8 @@ class NumbaBackend:
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def close(self) -> None:
+        """Restore BLAS's and numba's thread counts."""
         try:
             self._blas.__exit__(None, None, None)
         finally:
@@ -127,18 +117,8 @@ class NumbaBackend:
         """Compile the kernel for this cost (timed) with a one-component call."""
         theta = self.problem.theta
         one = np.zeros(1, dtype=np.int64)
-        start = time.perf_counter()
-        try:
-            with warnings.catch_warnings():  # a cost numba cannot cache: still correct
-                warnings.simplefilter("ignore", NumbaWarning)
-                self._kernel(one, theta[:1].copy(), theta[:1].copy())
-        except NumbaError as exc:
-            raise TypeError(
-                f"backend='numba': numba cannot compile cost with these args: {_short(exc)}"
-            ) from None
-        except Exception:
-            pass  # the cost itself raised; evaluate() will say where
-        self.compile_seconds = time.perf_counter() - start
+        self.compile_seconds = timed_compile(
+            lambda: self._kernel(one, theta[:1].copy(), theta[:1].copy()), self.name)
         self.evaluations += 2
 
     def evaluate(self, indices, x_plus, x_minus):
@@ -185,12 +165,4 @@ class NumbaBackend:
     def _locate_failure(self, indices, x_plus, x_minus, exc: BaseException | None):
         """The cost raised inside prange: a SystemError (calling thread) or an unfinished
         chunk (a worker). Re-evaluate serially to raise the cost's own error, located."""
-        p = self.problem
-        x = p.theta.copy()
-        cost, args = self._cost, p.args
-        serial_values(p, x, lambda: cost(x, *args), indices, x_plus, x_minus, scalar_cost)
-        what = "a chunk did not finish" if exc is None else f"{type(exc).__name__}: {_short(exc)}"
-        raise FastcheckError(
-            f"the numba kernel failed ({what}) but no component raised when re-evaluated "
-            "serially"
-        ) from exc
+        locate_failure(self.problem, self._cost, indices, x_plus, x_minus, exc)

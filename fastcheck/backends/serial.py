@@ -5,25 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from .._inputs import scalar_cost
-from ..errors import FastcheckError
-from .base import complex_step_values, serial_values
+from .base import Backend, complex_step_values, ensure_unmodified, serial_values
+
+__all__ = ["SerialBackend", "ensure_unmodified"]  # ensure_unmodified: for older imports
 
 
-def ensure_unmodified(x: np.ndarray, theta: np.ndarray) -> None:
-    """Raise if ``cost`` wrote into the parameters it was given."""
-    if not np.array_equal(x, theta):
-        where = int(np.flatnonzero(x != theta)[0])
-        x[:] = theta
-        raise FastcheckError(
-            f"cost modified the parameters it was given (component {where} changed); a "
-            "cost must not write into theta, or every later evaluation is wrong"
-        )
-
-
-class SerialBackend:
+class SerialBackend(Backend):
     """Evaluate components one after another in the calling thread."""
 
     name = "serial"
+    supports = {"complex": True}
 
     def __init__(self, problem, threads: int | None = None):
         self.problem = problem
@@ -32,12 +23,6 @@ class SerialBackend:
         self.evaluations = 0
         self._x = problem.theta.copy()
         self._call = problem.make_call(self._x)
-
-    def __enter__(self) -> SerialBackend:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
 
     def evaluate(self, indices, x_plus, x_minus):
         """J+ and J- of each component, in order."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._inputs import scalar_cost
 from ..errors import ThreadSafetyError
-from .base import Cancelled, complex_step_values, serial_values
+from .base import Backend, Cancelled, complex_step_values, serial_values
 from .serial import ensure_unmodified
 
 #: The pool never has more threads than this many per core.
@@ -25,10 +25,11 @@ MAX_THREADS_PER_CORE = 2
 RECHECKS_PER_CHUNK = 2
 
 
-class ThreadsBackend:
+class ThreadsBackend(Backend):
     """Evaluate contiguous slices of each chunk on a pool of threads."""
 
     name = "threads"
+    supports = {"complex": True}
 
     def __init__(self, problem, threads: int | None = None):
         self.problem = problem

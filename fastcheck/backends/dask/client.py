@@ -1,4 +1,4 @@
-"""The dask backend: each chunk of components split into ~1 s tasks on a dask cluster.
+"""The client side of the dask backend: each chunk split into ~1 s tasks on a cluster.
 
 The cost, ``args``, theta and the layout (the "shipment") are scattered once per check,
 and a warm-up task on every worker pulls a copy from its peers, so each worker receives
@@ -12,33 +12,24 @@ exactly once. A worker that dies takes its tasks with it; the scheduler runs the
 elsewhere, and ``retries`` / ``lost_workers`` record what happened.
 
 This module imports ``distributed``: it is loaded only when ``backend="dask"`` is used.
+What runs on the workers is in ``worker.py``.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 import pickle
-import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import distributed
-import numba
 import numpy as np
-from numba.core.errors import NumbaError
-from numba.extending import is_jitted
 
-from .._inputs import Problem, scalar_cost
-from .._kernels import central_values
-from ..errors import CostEvaluationError, FastcheckError
-from ..layout import Layout
-from .base import serial_values
-from .numba_backend import _short
-from .serial import ensure_unmodified
+from ...errors import FastcheckError
+from ..base import Backend, short_error
+from .worker import Shipment, TaskResult, run_task, suspicious_count, warm_up
 
 #: Wanted running time of one task: long enough that the scheduler's overhead per task
 #: (about 1 ms) is negligible, short enough to balance the load and to lose little work
@@ -59,247 +50,6 @@ NO_WORKERS_TIMEOUT = 60.0
 RESHIPMENTS = 3
 
 
-# -- what runs on the workers --------------------------------------------------------------
-#: The central-difference kernel compiled without ``parallel``: on a worker, dask's
-#: threads are the parallel lanes (several tasks may call it at once, which numba's
-#: default ``workqueue`` threading layer does not allow for parallel kernels), and
-#: ``nogil`` lets them run at the same time. Same source, so the same numbers.
-_task_kernel = numba.njit(nogil=True)(central_values.py_func)
-
-#: On each worker process: the jitted costs already compiled into the kernel, keyed by
-#: the dispatcher's uuid and the types of theta and ``args``. Holding the dispatcher
-#: keeps it alive (a cost sent by value unpickles to the same object while it lives).
-_COMPILED: OrderedDict[tuple, Callable] = OrderedDict()
-_COMPILED_MAX = 16
-_COMPILE_LOCK = threading.Lock()
-#: Python costs run one at a time in a worker process, as on the serial backend: they
-#: are often not thread-safe (state on a shared object), and a worker with several
-#: threads would run several tasks at once. Workers with one thread each lose nothing.
-_PYTHON_COST_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True)
-class _Shipment:
-    """What each worker receives once per check: everything needed to evaluate the cost."""
-
-    theta: np.ndarray
-    cost: Callable
-    args: tuple
-    layout: Layout
-    params_kind: str
-    cost_returns_grad: bool
-    j0: float
-
-    @property
-    def use_kernel(self) -> bool:
-        """Whether the numba kernel applies (an ``@njit`` cost on a flat vector)."""
-        return (is_jitted(self.cost) and self.params_kind == "flat"
-                and not self.cost_returns_grad)
-
-    def problem(self) -> Problem:
-        """A Problem on the worker (no analytic gradient: it is not needed there)."""
-        return Problem(theta=self.theta, analytic=np.empty(0), layout=self.layout,
-                       cost=self.cost, args=self.args, params_kind=self.params_kind,
-                       cost_returns_grad=self.cost_returns_grad, j0=self.j0)
-
-    def __reduce__(self):
-        return _unpack_shipment, (self.theta, _CostByName.of(self.cost), self.args,
-                                  self.layout, self.params_kind, self.cost_returns_grad,
-                                  self.j0)
-
-
-@dataclass(frozen=True)
-class _CostByName:
-    """An importable cost sent by name, so the worker uses its own module's function.
-
-    numba pickles a dispatcher by value (code, then every jitted function it calls): the
-    worker would compile all of them from scratch, without the cost's disk cache, in
-    every process (~5 s for the built-in MLP instead of ~0.3 s).
-    """
-
-    module: str
-    qualname: str
-
-    @classmethod
-    def of(cls, cost):
-        """``cost`` by name when importing it by that name gives it back, else itself."""
-        module = getattr(cost, "__module__", None)
-        qualname = getattr(cost, "__qualname__", None)
-        if not module or not qualname or module == "__main__" or "<" in qualname:
-            return cost
-        try:
-            found = cls(module, qualname).resolve()
-        except Exception:
-            return cost
-        return cls(module, qualname) if found is cost else cost
-
-    def resolve(self):
-        obj = importlib.import_module(self.module)
-        for part in self.qualname.split("."):
-            obj = getattr(obj, part)
-        return obj
-
-
-def _writable(value):
-    """``value``, or a writable copy of it when it is a read-only array.
-
-    Arrays that arrive on a worker are read-only views of the received bytes; numba
-    types them differently (``readonly array``), which would compile the cost and the
-    kernel again instead of reusing the cost's disk cache and the warm-up's compilation.
-    """
-    if isinstance(value, np.ndarray) and not value.flags.writeable:
-        return value.copy()
-    return value
-
-
-def _unpack_shipment(theta, cost, args, *rest) -> _Shipment:
-    """Rebuild a shipment on a worker, with writable arrays (done once per worker)."""
-    if isinstance(cost, _CostByName):
-        cost = cost.resolve()
-    return _Shipment(_writable(theta), cost, tuple(_writable(a) for a in args), *rest)
-
-
-@dataclass(frozen=True)
-class _RemoteError:
-    """A clean error raised on a worker, carried back as a value (not retried)."""
-
-    kind: type
-    message: str
-    flat_index: int = -1
-    name: str = ""
-    cause: BaseException | None = None
-
-    @classmethod
-    def of(cls, exc: Exception) -> _RemoteError:
-        cause = exc.__cause__
-        try:
-            pickle.dumps(cause)
-        except Exception:  # an unpicklable cause travels as its text only
-            cause = None
-        return cls(type(exc), str(exc), getattr(exc, "flat_index", -1),
-                   getattr(exc, "name", ""), cause)
-
-    def reraise(self):
-        """Raise the same error in the calling process."""
-        if issubclass(self.kind, CostEvaluationError):
-            err: Exception = self.kind(self.message, flat_index=self.flat_index,
-                                       name=self.name)
-        else:
-            err = self.kind(self.message)
-        raise err from self.cause
-
-
-@dataclass(frozen=True)
-class _TaskResult:
-    """J+ and J- of the components at positions ``start, start + 1, ...`` of a call."""
-
-    start: int
-    j_plus: np.ndarray | None = None
-    j_minus: np.ndarray | None = None
-    seconds: float = 0.0  # evaluation time, compilation excluded
-    evaluations: int = 0
-    compile_seconds: float = 0.0
-    error: _RemoteError | None = None
-
-
-def _compile_once(ship: _Shipment) -> float:
-    """Compile the kernel for this cost in this process, once; returns the seconds spent."""
-    key = (getattr(ship.cost, "_uuid", id(ship.cost)), numba.typeof(ship.args),
-           numba.typeof(ship.theta))
-    with _COMPILE_LOCK:
-        if key in _COMPILED:
-            _COMPILED.move_to_end(key)
-            return 0.0
-        start = time.perf_counter()
-        one = np.zeros(1, dtype=np.int64)
-        value = ship.theta[:1].copy()
-        try:
-            _task_kernel(ship.cost, ship.theta, one, value, value, 1, ship.args)
-        except NumbaError as exc:
-            raise TypeError(
-                f"backend='dask': numba cannot compile cost with these args: {_short(exc)}"
-            ) from None
-        except Exception:
-            pass  # the cost itself raised; the evaluation will say where
-        _COMPILED[key] = ship.cost
-        while len(_COMPILED) > _COMPILED_MAX:
-            _COMPILED.popitem(last=False)
-        return time.perf_counter() - start
-
-
-def _evaluate_here(ship: _Shipment, indices, x_plus, x_minus):
-    """J+ and J- with the best backend of this process (kernel, or the serial loop)."""
-    problem = ship.problem()
-    x = ship.theta.copy()
-    if ship.use_kernel:
-        cost, args = ship.cost, ship.args
-        failure: BaseException | None = None
-        try:
-            out = _task_kernel(cost, ship.theta, indices, x_plus, x_minus, 1, args)
-        except NumbaError:
-            raise
-        except Exception as exc:
-            failure = exc
-        else:  # (j_plus, j_minus[, finished per chunk])
-            if len(out) < 3 or np.all(out[2]):
-                return out[0], out[1]
-        # find the component, as the numba backend does
-        serial_values(problem, x, lambda: cost(x, *args), indices, x_plus, x_minus,
-                      scalar_cost)
-        what = "unfinished" if failure is None else f"{type(failure).__name__}: " \
-            f"{_short(failure)}"
-        raise FastcheckError(f"the numba kernel failed ({what}) but no component raised "
-                             "when re-evaluated serially") from failure
-    with _PYTHON_COST_LOCK:
-        out = serial_values(problem, x, problem.make_call(x), indices, x_plus, x_minus,
-                            scalar_cost)
-    ensure_unmodified(x, ship.theta)
-    return out
-
-
-def _run_task(ship: _Shipment, start: int, indices, x_plus, x_minus) -> _TaskResult:
-    """One task: compile if this process has not yet, then evaluate the slice."""
-    try:
-        compile_seconds = _compile_once(ship) if ship.use_kernel else 0.0
-        t0 = time.perf_counter()
-        j_plus, j_minus = _evaluate_here(ship, _writable(indices), _writable(x_plus),
-                                         _writable(x_minus))
-        seconds = time.perf_counter() - t0
-    except (FastcheckError, TypeError) as exc:
-        return _TaskResult(start, error=_RemoteError.of(exc))
-    return _TaskResult(start, j_plus, j_minus, seconds, 2 * indices.shape[0],
-                       compile_seconds)
-
-
-def _warm_up(ship: _Shipment) -> _TaskResult:
-    """Compile on this worker and time a few evaluations at theta (for the task sizes)."""
-    try:
-        compile_seconds = _compile_once(ship) if ship.use_kernel else 0.0
-        calls = 2 if compile_seconds else 0  # the compiling call evaluated J+ and J-
-        k = 1
-        while True:  # 2, 8, 32, 128 evaluations, until they take 10 ms
-            idx = np.zeros(k, dtype=np.int64)
-            value = np.full(k, ship.theta[0])
-            t0 = time.perf_counter()
-            _evaluate_here(ship, idx, value, value)
-            seconds = time.perf_counter() - t0
-            calls += 2 * k
-            if seconds >= 0.01 or k >= 64:
-                break
-            k *= 4
-    except (FastcheckError, TypeError) as exc:
-        return _TaskResult(0, error=_RemoteError.of(exc))
-    per_evaluation = seconds / (2 * k)
-    return _TaskResult(0, None, None, per_evaluation, calls, compile_seconds)
-
-
-def _suspicious_count(prefix: str, dask_scheduler=None) -> int:
-    """On the scheduler: how often tasks of ``prefix`` were running on a worker that died."""
-    tp = dask_scheduler.task_prefixes.get(prefix)
-    return 0 if tp is None else int(tp.suspicious)
-
-
-# -- the client side -----------------------------------------------------------------------
 def _resolve_client(client):
     if client is not None:
         if not isinstance(client, distributed.Client):
@@ -326,7 +76,7 @@ class _Task:
     workers: tuple[str, ...] | None = None
 
 
-class DaskBackend:
+class DaskBackend(Backend):
     """Evaluate each chunk as tasks of about a second on a dask.distributed cluster.
 
     Parameters
@@ -359,6 +109,7 @@ class DaskBackend:
     """
 
     name = "dask"
+    supports = {"complex": False}
 
     def __init__(self, problem, threads: int | None = None, client=None):
         self.problem = problem
@@ -371,7 +122,7 @@ class DaskBackend:
         self.lost_workers = 0
         self.seconds_per_evaluation = math.nan
         self.threads = sum(self.client.nthreads().values())
-        self._ship = _Shipment(problem.theta, problem.cost, problem.args, problem.layout,
+        self._ship = Shipment(problem.theta, problem.cost, problem.args, problem.layout,
                                problem.params_kind, problem.cost_returns_grad, problem.j0)
         self._prefix = f"fastcheck_{uuid.uuid4().hex[:12]}"
         self._ship_future = None
@@ -391,7 +142,8 @@ class DaskBackend:
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def close(self) -> None:
+        """Count what happened on the cluster, then release the shipment."""
         try:
             self._watch_workers()
             self._count_retries()
@@ -412,7 +164,7 @@ class DaskBackend:
         self._workers = set(workers)
         self.threads = self._live_threads = sum(workers.values())
         self._scatter()
-        warm = [_Task(self._key(0, k), _warm_up, (), (w,))
+        warm = [_Task(self._key(0, k), warm_up, (), (w,))
                 for k, w in enumerate(sorted(workers))]
         try:
             results = self._run(warm)
@@ -438,7 +190,7 @@ class DaskBackend:
                     root = root.__cause__
                 raise TypeError(
                     "backend='dask' sends cost, args and theta to the workers, but they "
-                    f"cannot be pickled ({type(root).__name__}: {_short(root)}); define "
+                    f"cannot be pickled ({type(root).__name__}: {short_error(root)}); define "
                     "cost at the top level of an importable module"
                 ) from exc
             except OSError:  # a worker died while receiving it: try the others
@@ -478,7 +230,7 @@ class DaskBackend:
             return np.empty(0), np.empty(0)
         self._calls += 1
         bounds = self._task_bounds(n)
-        tasks = [_Task(self._key(self._calls, lo), _run_task,
+        tasks = [_Task(self._key(self._calls, lo), run_task,
                        (lo, indices[lo:hi], x_plus[lo:hi], x_minus[lo:hi]))
                  for lo, hi in zip(bounds[:-1], bounds[1:])]
         results = self._run(tasks)
@@ -503,13 +255,13 @@ class DaskBackend:
         n_tasks = min(n_tasks, n, MAX_TASKS)
         return [(n * k) // n_tasks for k in range(n_tasks + 1)]
 
-    def _run(self, tasks: list[_Task]) -> list[_TaskResult]:
+    def _run(self, tasks: list[_Task]) -> list[TaskResult]:
         """Results of the tasks, in order; on clean errors, the error of the first task.
 
         When the shipment is lost (every worker holding it died), it is scattered again
         and the tasks that could not run are submitted again.
         """
-        results: list[_TaskResult | None] = [None] * len(tasks)
+        results: list[TaskResult | None] = [None] * len(tasks)
         todo = list(range(len(tasks)))
         for attempt in range(1 + RESHIPMENTS):
             if attempt:
@@ -594,7 +346,7 @@ class DaskBackend:
                 pass  # a cancelled future is done too: the caller looks at each
             return {f for f in pending if f.done()}
 
-    def _result(self, future) -> _TaskResult:
+    def _result(self, future) -> TaskResult:
         try:
             return future.result()
         except distributed.KilledWorker as exc:
@@ -604,6 +356,14 @@ class DaskBackend:
             ) from exc
 
     # -- bookkeeping ----------------------------------------------------------------------
+    def events(self) -> list[str]:
+        """What the check survived on the cluster (lost workers, tasks run again)."""
+        if not (self.lost_workers or self.retries):
+            return []
+        return [f"{self.lost_workers} worker(s) left the cluster during the check and "
+                f"{self.retries} task(s) were run again; every component was evaluated "
+                "exactly once in the result"]
+
     def _watch_workers(self) -> None:
         """Count workers that have left since the last look; note the threads alive."""
         now = self.client.nthreads()
@@ -614,7 +374,7 @@ class DaskBackend:
     def _count_retries(self) -> None:
         """Ask the scheduler how often this check's tasks lost their worker."""
         try:
-            rerun = self.client.run_on_scheduler(_suspicious_count, self._prefix)
+            rerun = self.client.run_on_scheduler(suspicious_count, self._prefix)
         except Exception:  # e.g. a scheduler that refuses to run functions
             self.retries = None
             return
@@ -623,12 +383,12 @@ class DaskBackend:
 
 def _unloadable(exc: Exception) -> FastcheckError:
     return FastcheckError(
-        f"the dask workers could not load the cost ({_short(exc)}); its module must be "
+        f"the dask workers could not load the cost ({short_error(exc)}); its module must be "
         "importable on every worker: install it there, or client.upload_file(...) it"
     )
 
 
-def _assemble(n: int, results: list[_TaskResult]) -> tuple[np.ndarray, np.ndarray]:
+def _assemble(n: int, results: list[TaskResult]) -> tuple[np.ndarray, np.ndarray]:
     """Put the task results in place; every position must be written exactly once."""
     j_plus = np.empty(n, dtype=np.float64)
     j_minus = np.empty(n, dtype=np.float64)
