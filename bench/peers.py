@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 import fastcheck as fc
-from fastcheck._bench import classic_loop, forward_seconds
+from fastcheck.cli.bench import classic_loop, forward_seconds
 from fastcheck.backends.numba_backend import max_threads
 from fastcheck.models import cost_python
 
@@ -41,7 +41,7 @@ def fastcheck_python(model, indices, backend="serial", seed=0):
 
 
 def classic(model, indices):
-    """The course's loop (``fastcheck._bench.classic_loop``) on the NumPy cost, eps 1e-7."""
+    """The course's loop (``fastcheck.cli.bench.classic_loop``) on the NumPy cost, eps 1e-7."""
     return classic_loop(cost_python, model.theta, model.args, indices)
 
 
@@ -60,7 +60,7 @@ def scipy_3point(model, indices):
 def limit_loop(model, n_evaluations, threads=THREADS):
     """The physical limit, run: the bare njit cost ``n_evaluations / threads`` times in an
     njit loop on one thread (one BLAS thread) — the time ``threads`` perfect workers need."""
-    from fastcheck._bench import repeat_cost
+    from fastcheck.cli.bench import repeat_cost
     from fastcheck._blas import single_threaded_blas
 
     repeat = repeat_cost()

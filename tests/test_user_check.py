@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastcheck._user_check import load_args, load_params
+from fastcheck.cli.check import load_args, load_params
 from fastcheck.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,13 +15,18 @@ by medians (machines are noisy; ratios within one run are what to compare):
 
 from __future__ import annotations
 
+import argparse
 import functools
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
+
+from .common import EXIT_PASS, positive_int, sub_parser
 
 #: Components timed for the slow (Python) methods before extrapolating.
 SLOW_SUBSET = 400
@@ -81,7 +86,7 @@ def repeat_cost():
 
 def forward_seconds(cost, theta: np.ndarray, args: tuple, *, target: float = 0.05) -> float:
     """Seconds of one evaluation of the jitted ``cost``, with one BLAS thread (one round)."""
-    from ._blas import single_threaded_blas
+    from .._blas import single_threaded_blas
 
     repeat = repeat_cost()
     x = theta.copy()
@@ -268,9 +273,9 @@ def run_bench(size: str = "M", *, sample: int | None | str = "default", rounds: 
     """
     import fastcheck as fc
 
-    from ._kernel_cache import cached_kernel
-    from .backends.numba_backend import max_threads
-    from .models import cost_python, make_mlp
+    from .._kernel_cache import cached_kernel
+    from ..backends.numba_backend import max_threads
+    from ..models import cost_python, make_mlp
 
     if sample == "default":
         sample = DEFAULT_SAMPLE.get(size)
@@ -339,3 +344,35 @@ def run_bench(size: str = "M", *, sample: int | None | str = "default", rounds: 
         first_check=first_total, compile_seconds=float(first.compile_seconds),
         kernel=how, samples=samples,
     )
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``bench`` to the ``fastcheck`` parser's subparsers."""
+    bench = sub_parser(
+        subparsers, "bench",
+        help="measure fastcheck on the built-in MLP against the physical limit",
+        description="Time fastcheck on the built-in MLP on this machine: evaluations/s, "
+                    "fraction of the physical limit (bare njit forward x 2n / threads), "
+                    "speed-up over the classic loop, parallel efficiency, compile time.",
+        epilog="examples:\n  fastcheck bench\n  fastcheck bench --size L\n"
+               "  fastcheck bench --size L --sample all --rounds 1 --json",
+    )
+    bench.add_argument("--size", default="M", choices=["S", "M", "L"],
+                       help="network size (default M)")
+    bench.add_argument("--sample", default="default", metavar="N|all",
+                       type=lambda t: t if t in ("all", "default") else positive_int(t),
+                       help="components to check (default: all for S and M, 4000 for L)")
+    bench.add_argument("--rounds", type=positive_int, default=3,
+                       help="interleaved repetitions, medians reported (default 3)")
+    bench.add_argument("--threads", type=positive_int, default=None, metavar="K",
+                       help="threads of the parallel runs (default: all cores)")
+    bench.add_argument("--json", action="store_true", help="print the results as JSON")
+    return bench
+
+
+def run(ns: argparse.Namespace) -> int:
+    """``fastcheck bench``: time the built-in network and print the table."""
+    sample = None if ns.sample == "all" else ns.sample
+    result = run_bench(ns.size, sample=sample, rounds=ns.rounds, threads=ns.threads)
+    print(json.dumps(result.to_dict()) if ns.json else result.summary())
+    return EXIT_PASS

@@ -23,13 +23,24 @@ from typing import Any
 
 import numpy as np
 
-EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+from .common import (
+    EXIT_FAIL,
+    EXIT_PASS,
+    EXIT_STATUS_TEXT,
+    add_backend,
+    eps,
+    fail,
+    integer,
+    real,
+    sample,
+    sub_parser,
+)
 
 #: Name of the single 1-D array of an archive that holds a flat parameter vector.
 FLAT_KEY = "theta"
 
 _POSITIONAL = re.compile(r"arr_(\d+)")
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent  # fastcheck/
 
 DESCRIPTION = """\
 Check the gradient of your own functions: COST and GRAD are MODULE:FUNCTION, where
@@ -56,57 +67,17 @@ examples:
   fastcheck check mynet:loss true --params params.npz --args data.npz --json
   fastcheck check mynet.py:cost mynet.py:grad --params p.npz --sample 0.1 --seed 0
 
-exit status: 0 pass, 1 gradient check failed, 2 usage or input error"""
+""" + EXIT_STATUS_TEXT
 
 
 class InputError(Exception):
     """A problem with what was given on the command line (one line, exit 2)."""
 
 
-# -- option types ---------------------------------------------------------------------------
-def _sample(text: str) -> int | float | str:
-    if text == "auto":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected a count (2000), a fraction (0.01) or auto, got {text!r}") from None
-
-
-def _eps(text: str) -> float | str:
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected "auto" or a float, got {text!r}') from None
-
-
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a float, got {text!r}") from None
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-
-
-def add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``check`` subcommand to the ``fastcheck`` parser's subparsers."""
-    p = subparsers.add_parser(
-        "check", help="check your own cost and gradient functions",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=DESCRIPTION, epilog=EPILOG,
-    )
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``check`` to the ``fastcheck`` parser's subparsers."""
+    p = sub_parser(subparsers, "check", help="check your own cost and gradient functions",
+                   description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("cost", metavar="MODULE:COST", help="the cost function")
     p.add_argument("grad", metavar="MODULE:GRAD",
                    help="the gradient function, or true when COST returns (loss, grads)")
@@ -114,24 +85,24 @@ def add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="the parameters (keys = block names)")
     p.add_argument("--args", default=None, metavar="FILE.npz",
                    help="extra positional arguments of cost and grad (order: see above)")
-    p.add_argument("--eps", type=_eps, default="auto",
+    p.add_argument("--eps", type=eps, default="auto",
                    help='finite-difference step: "auto" (default) or a float such as 1e-7')
-    p.add_argument("--sample", type=_sample, default=None, metavar="N|FRACTION|auto",
+    p.add_argument("--sample", type=sample, default=None, metavar="N|FRACTION|auto",
                    help="check N components, or this fraction of them, or auto: sample "
                         "until a failure or the failure-rate bound is below --target-rate "
                         "(default: all)")
-    p.add_argument("--seed", type=_int, default=None, help="seed of the sample")
-    p.add_argument("--backend", default="auto",
-                   help="auto (default), numba, threads or serial")
-    p.add_argument("--threads", type=_int, default=None, metavar="K",
+    p.add_argument("--seed", type=integer, default=None, help="seed of the sample")
+    add_backend(p, "evaluation backend (default auto: numba for an @njit cost on a flat "
+                   "vector, else serial)")
+    p.add_argument("--threads", type=integer, default=None, metavar="K",
                    help="worker threads (default: all cores)")
-    p.add_argument("--rtol", type=_float, default=1e-5,
+    p.add_argument("--rtol", type=real, default=1e-5,
                    help="per-component relative tolerance (default 1e-5)")
-    p.add_argument("--confidence", type=_float, default=0.95,
+    p.add_argument("--confidence", type=real, default=0.95,
                    help="level of the failure-rate bound of a sample (default 0.95)")
-    p.add_argument("--target-rate", type=_float, default=1e-3,
+    p.add_argument("--target-rate", type=real, default=1e-3,
                    help="with --sample auto: the failure rate to bound (default 1e-3)")
-    p.add_argument("--max-failures", type=_int, default=None, metavar="K",
+    p.add_argument("--max-failures", type=integer, default=None, metavar="K",
                    help="stop once K failing components are confirmed (default: no limit)")
     p.add_argument("--progress", action="store_true", default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
@@ -281,7 +252,7 @@ def _describe_params(params: Any) -> str:
     return f"flat theta; N = {params.size:,}"
 
 
-def _run(ns: argparse.Namespace) -> int:
+def _check(ns: argparse.Namespace) -> int:
     import fastcheck as fc
 
     cache: dict[str, ModuleType] = {}
@@ -338,12 +309,12 @@ def _n_args(ns: argparse.Namespace) -> int:
         return 0
 
 
-def run_check(ns: argparse.Namespace) -> int:
+def run(ns: argparse.Namespace) -> int:
     """``fastcheck check``: returns 0 pass, 1 failed check, 2 input error (one line)."""
-    from .errors import CostEvaluationError
+    from ..errors import CostEvaluationError
 
     try:
-        return _run(ns)
+        return _check(ns)
     except KeyboardInterrupt:
         raise
     except Exception as exc:
@@ -360,5 +331,4 @@ def run_check(ns: argparse.Namespace) -> int:
                 message += "; --debug shows the traceback"
         else:  # raised inside the user's code
             message = _user_error(exc) + ("" if ns.debug else "; --debug shows the traceback")
-        print(f"fastcheck check: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail("check", message)
