@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: demo test lint bench fuzz coverage clean
+.PHONY: demo test lint typecheck bench fuzz coverage clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +22,18 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/fastcheck demo $(ARGS)
 
-## make test: lint, then the whole test suite
+## make test: lint, type-check fastcheck/ (mypy, strict on the public API), then the whole
+## test suite
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check fastcheck tests examples $(wildcard bench)
+	$(BIN)/python -m mypy fastcheck
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check fastcheck tests examples $(wildcard bench)
+
+typecheck: $(VENV)/.installed-test
+	$(BIN)/python -m mypy fastcheck
 
 ## make bench: the pytest-benchmark suites (timings; not part of make test)
 bench: $(VENV)/.installed-test
@@ -38,7 +43,7 @@ bench: $(VENV)/.installed-test
 ## prints the outcome table (also in /tmp/fastcheck_hostile_summary.txt)
 FUZZ ?= 2000
 fuzz: $(VENV)/.installed-test
-	FASTCHECK_FUZZ_EXAMPLES=$(FUZZ) $(BIN)/python -m pytest tests/test_hostile.py -s $(ARGS)
+	FASTCHECK_FUZZ_EXAMPLES=$(FUZZ) $(BIN)/python -m pytest tests/hostile -s $(ARGS)
 
 ## make coverage: a fast subset of the tests under NUMBA_DISABLE_JIT=1, so that the kernels'
 ## Python source is measured too (line + branch coverage of fastcheck/)
@@ -46,7 +51,7 @@ COV_TESTS ?= tests/test_inputs.py tests/test_verdicts.py tests/test_sampling.py 
 	tests/test_layout.py tests/test_backends.py tests/test_check_core.py tests/test_cli.py \
 	tests/test_diagnose.py tests/test_stats.py tests/test_taylor.py tests/test_methods.py \
 	tests/test_binding.py tests/test_user_check.py tests/test_plot.py tests/test_models.py \
-	tests/test_hostile.py
+	tests/test_backend_protocol.py tests/hostile
 # tests that need the JIT (backend choice, numba's own errors) or run the MLP for minutes
 COV_DESELECT ?= not bitwise_identical and not auto_picks_numba and not refuses_uncompilable \
 	and not builtin_mlp and not l_size_sentence and not one_element_bug
@@ -55,4 +60,4 @@ coverage: $(VENV)/.installed-test
 		--cov=fastcheck --cov-branch --cov-report=term-missing:skip-covered $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .benchmarks *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .benchmarks *.egg-info
