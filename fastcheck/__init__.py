@@ -1,6 +1,6 @@
 """fastcheck: fast, explanatory gradient checking for hand-written backprop.
 
-The public names are those of API.md; everything else is private and may change.
+The public names are those of docs/api.md; everything else is private and may change.
 """
 
 from .binding import Binding, bind_params

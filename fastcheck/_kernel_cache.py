@@ -75,7 +75,7 @@ def importable_name(cost) -> tuple[str, str] | None:
     mod = sys.modules.get(module)
     if mod is None or not getattr(mod, "__file__", None):
         return None
-    obj = mod
+    obj: object = mod
     for part in qualname.split("."):
         obj = getattr(obj, part, None)
     return (module, qualname) if obj is cost else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -55,7 +56,7 @@ def resolve_sample_size(sample, n_params: int, n_blocks: int) -> int | None:
 def resolve_seed(seed) -> int:
     """The seed actually used: ``seed`` itself, or a fresh one when None."""
     if seed is None:
-        return int(np.random.SeedSequence().entropy % (2**63))
+        return int(cast(int, np.random.SeedSequence().entropy) % (2**63))
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise TypeError(f"seed must be None or a non-negative int, got {seed!r}")
     return int(seed)

@@ -1,6 +1,11 @@
-"""The exception classes of fastcheck (see API.md, "Errors")."""
+"""The exception classes of fastcheck (see docs/api.md, "Errors")."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for the hints only: report.py imports this module
+    from .report import Report
 
 __all__ = [
     "FastcheckError",
@@ -31,7 +36,7 @@ class GradientCheckError(FastcheckError, AssertionError):
         The report of the failed check.
     """
 
-    def __init__(self, message: str, report=None):
+    def __init__(self, message: str, report: Report | None = None) -> None:
         super().__init__(message)
         self.report = report
 
@@ -54,7 +59,7 @@ class CostEvaluationError(FastcheckError):
     """
 
     def __init__(self, message: str, flat_index: int = -1, name: str = "",
-                 partial_report=None):
+                 partial_report: Report | None = None) -> None:
         super().__init__(message)
         self.flat_index = flat_index
         self.name = name

@@ -127,7 +127,7 @@ class Layout:
     @property
     def bounds(self) -> np.ndarray:
         """Block boundaries as an int64 array of length ``len(names) + 1``."""
-        return self._offsets.copy()
+        return np.array(self._offsets, dtype=np.int64)  # a copy
 
     def __len__(self) -> int:
         return len(self._names)
@@ -210,9 +210,10 @@ class Layout:
         }
 
     # -- lookup ----------------------------------------------------------------------
-    def block_of(self, flat_index: np.ndarray) -> np.ndarray:
+    def block_of(self, flat_index: np.ndarray | int) -> np.ndarray:
         """Block number (position in ``names``) of each flat index (vectorised)."""
-        return np.searchsorted(self._offsets, np.asarray(flat_index), side="right") - 1
+        return np.asarray(np.searchsorted(self._offsets, np.asarray(flat_index), side="right")
+                          - 1)
 
     def locate(self, flat_index: int) -> tuple[str, tuple[int, ...]]:
         """Block name and index inside the block of one flat index.

@@ -120,7 +120,7 @@ def _jsonable(value: Any) -> Any:
 
 @dataclass(frozen=True, eq=False)
 class Report:
-    """Everything a gradient check found; see API.md for the meaning of each attribute."""
+    """Everything a gradient check found; see docs/api.md for the meaning of each attribute."""
 
     passed: bool
     verdict: str

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from numba.extending import is_jitted
 
-from .base import require
+from .base import Backend, require
 from .numba_backend import NumbaBackend
 from .serial import SerialBackend
 from .threads import ThreadsBackend
@@ -31,7 +33,7 @@ def _dask_backend(problem, threads: int | None = None, client=None):
 
 #: name -> class (or factory) taking ``(problem, threads, **options)``; every backend
 #: derives from ``base.Backend``.
-BACKENDS = {
+BACKENDS: dict[str, Callable[..., Backend]] = {
     "numba": NumbaBackend,
     "threads": ThreadsBackend,
     "serial": SerialBackend,

@@ -18,6 +18,7 @@ register it in ``backends.BACKENDS``.
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -166,7 +167,7 @@ def locate_failure(problem: Any, cost: Callable[..., Any], indices: np.ndarray,
     ) from exc
 
 
-def cost_raised(problem, flat_index: int, exc: BaseException) -> CostEvaluationError:
+def cost_raised(problem: Any, flat_index: int, exc: BaseException) -> CostEvaluationError:
     """The error raised when ``cost`` fails at a perturbed point, naming the component."""
     label = problem.layout.label(int(flat_index))
     return CostEvaluationError(
@@ -180,8 +181,10 @@ class Cancelled(Exception):
     """A worker's loop was told to stop because another worker failed."""
 
 
-def serial_values(problem, x: np.ndarray, call, indices, x_plus, x_minus, scalar,
-                  cancel=None):
+def serial_values(problem: Any, x: np.ndarray, call: Callable[[], Any], indices: np.ndarray,
+                  x_plus: np.ndarray, x_minus: np.ndarray,
+                  scalar: Callable[[Any, str], float],
+                  cancel: threading.Event | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Plain loop: perturb ``x`` in place, evaluate, restore (also on error).
 
     ``cancel`` (a ``threading.Event``), when set, ends the loop with ``Cancelled``.
@@ -208,7 +211,7 @@ def serial_values(problem, x: np.ndarray, call, indices, x_plus, x_minus, scalar
     return j_plus, j_minus
 
 
-def complex_value(value, where: str) -> complex:
+def complex_value(value: Any, where: str) -> complex:
     """The cost's value at a complex point, or a TypeError if the cost dropped the
     imaginary part (returned a real): such a cost cannot be used with method='complex'."""
     if isinstance(value, np.ndarray) and value.size == 1:
@@ -232,7 +235,8 @@ def complex_unsupported(exc: BaseException) -> TypeError:
     )
 
 
-def complex_step_values(problem, x: np.ndarray, call, indices, steps) -> np.ndarray:
+def complex_step_values(problem: Any, x: np.ndarray, call: Callable[[], Any],
+                        indices: np.ndarray, steps: np.ndarray) -> np.ndarray:
     """``Im J(theta + i*h*e_k) / h`` for each component, by a plain loop on the complex
     buffer ``x`` (a complex copy of theta), restoring it after each evaluation."""
     out = np.empty(indices.shape[0], dtype=np.float64)

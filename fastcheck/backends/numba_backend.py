@@ -40,7 +40,7 @@ def jitted_cost(cost):
         raise TypeError(f"backend='numba': numba cannot compile cost: {_short(exc)}") from None
 
 
-def _interrupted(exc: BaseException) -> bool:
+def _interrupted(exc: BaseException | None) -> bool:
     """True when a ``KeyboardInterrupt`` is in the cause/context chain of ``exc``."""
     seen = set()
     while exc is not None and id(exc) not in seen:

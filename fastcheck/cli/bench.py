@@ -325,8 +325,8 @@ def run_bench(size: str = "M", *, sample: int | None | str = "default", rounds: 
         row["classic"] = scale * _seconds(
             lambda: classic_loop(cost_python, model.theta, model.args, slow_idx))
         for key, backend in (("serial", "serial"), ("threads_backend", "threads")):
-            row[key] = scale * _seconds(lambda b=backend: check(
-                nthreads, cost=cost_python, backend=b, sample=slow_sample))
+            row[key] = scale * _seconds(functools.partial(
+                check, nthreads, cost=cost_python, backend=backend, sample=slow_sample))
         row["other_cores"] = load.cores if load.cores is not None else 0.0
         target = quiet if row["other_cores"] < QUIET_CORES else noisy
         for k in keys:

@@ -125,8 +125,8 @@ def _import_file(path_text: str, cache: dict[str, ModuleType]) -> ModuleType:
     if key in cache:
         return cache[key]
     known = sys.modules.get(path.stem)
-    if known is not None and getattr(known, "__file__", None) \
-            and str(Path(known.__file__).resolve()) == key:
+    known_file = getattr(known, "__file__", None)
+    if known is not None and known_file and str(Path(known_file).resolve()) == key:
         cache[key] = known
         return known
     folder = str(path.resolve().parent)

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 #: Exit status: the check passed, the gradient check failed, usage or input error,
 #: interrupted (Ctrl-C, as a shell reports SIGINT).
@@ -27,14 +27,15 @@ class Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one ``prog: error: ...`` line (exit 2)
     instead of printing the usage and exiting; ``--help`` still exits with 0."""
 
-    def error(self, message: str):  # type: ignore[override]  # raises instead of exiting
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
 
 
 def sub_parser(subparsers: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
     """A subcommand's parser, its help text laid out as written."""
-    return subparsers.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 **kwargs)
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+    return parser
 
 
 # -- argument types ---------------------------------------------------------------------------

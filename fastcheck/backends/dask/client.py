@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import distributed
 import numpy as np
@@ -125,7 +126,7 @@ class DaskBackend(Backend):
         self._ship = Shipment(problem.theta, problem.cost, problem.args, problem.layout,
                                problem.params_kind, problem.cost_returns_grad, problem.j0)
         self._prefix = f"fastcheck_{uuid.uuid4().hex[:12]}"
-        self._ship_future = None
+        self._ship_future: Any = None  # a distributed.Future once shipped
         self._workers: set[str] = set()
         self._live_threads = self.threads
         self._calls = 0
@@ -185,7 +186,7 @@ class DaskBackend(Backend):
                 self._ship_future = self.client.scatter(self._ship, hash=False)
                 return
             except (pickle.PicklingError, TypeError, AttributeError) as exc:
-                root = exc
+                root: BaseException = exc
                 while root.__cause__ is not None:  # dask's message repeats the data
                     root = root.__cause__
                 raise TypeError(
@@ -268,13 +269,14 @@ class DaskBackend(Backend):
                 self._resubmitted += len(todo)
                 self._scatter()
             lost = self._run_once(tasks, todo, results, attempt)
-            errors = [k for k, r in enumerate(results) if r is not None and r.error]
-            if errors:
-                lost = [k for k in lost if k < errors[0]]
+            errors = [r.error for r in results if r is not None and r.error is not None]
+            first = next((k for k, r in enumerate(results) if r is not None and r.error), None)
+            if errors and first is not None:
+                lost = [k for k in lost if k < first]
                 if not lost:
-                    results[errors[0]].error.reraise()
+                    errors[0].reraise()
             if not lost:
-                return results
+                return [r for r in results if r is not None]
             todo = lost
         raise FastcheckError(f"backend='dask': the data shipped to the workers was lost "
                              f"{RESHIPMENTS + 1} times; is the cluster stable?")
@@ -394,6 +396,8 @@ def _assemble(n: int, results: list[TaskResult]) -> tuple[np.ndarray, np.ndarray
     j_minus = np.empty(n, dtype=np.float64)
     written = np.zeros(n, dtype=np.int64)
     for r in results:
+        if r.j_plus is None or r.j_minus is None:
+            raise FastcheckError("backend='dask': internal error, a task returned no values")
         s = slice(r.start, r.start + r.j_plus.shape[0])
         j_plus[s] = r.j_plus
         j_minus[s] = r.j_minus

@@ -16,6 +16,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 import numba
 import numpy as np
@@ -125,7 +126,7 @@ def unpack_shipment(theta, cost, args, *rest) -> Shipment:
 class RemoteError:
     """A clean error raised on a worker, carried back as a value (not retried)."""
 
-    kind: type
+    kind: type[Exception]
     message: str
     flat_index: int = -1
     name: str = ""
@@ -141,7 +142,7 @@ class RemoteError:
         return cls(type(exc), str(exc), getattr(exc, "flat_index", -1),
                    getattr(exc, "name", ""), cause)
 
-    def reraise(self):
+    def reraise(self) -> NoReturn:
         """Raise the same error in the calling process."""
         if issubclass(self.kind, CostEvaluationError):
             err: Exception = self.kind(self.message, flat_index=self.flat_index,
