@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # for the hints only: report.py imports this module
-    from .report import Report
+from typing import Any
 
 __all__ = [
     "FastcheckError",
@@ -36,7 +33,8 @@ class GradientCheckError(FastcheckError, AssertionError):
         The report of the failed check.
     """
 
-    def __init__(self, message: str, report: Report | None = None) -> None:
+    # report: a fastcheck.Report (not imported here: report.py imports this module)
+    def __init__(self, message: str, report: Any = None) -> None:
         super().__init__(message)
         self.report = report
 
@@ -59,7 +57,7 @@ class CostEvaluationError(FastcheckError):
     """
 
     def __init__(self, message: str, flat_index: int = -1, name: str = "",
-                 partial_report: Report | None = None) -> None:
+                 partial_report: Any = None) -> None:
         super().__init__(message)
         self.flat_index = flat_index
         self.name = name
