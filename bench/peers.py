@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 import fastcheck as fc
-from fastcheck.cli.bench import classic_loop, forward_seconds
 from fastcheck.backends.numba_backend import max_threads
+from fastcheck.cli.bench import classic_loop, forward_seconds
 from fastcheck.models import cost_python
 
 __all__ = ["classic_loop", "forward_seconds", "fastcheck_numba", "fastcheck_python",
@@ -60,8 +60,8 @@ def scipy_3point(model, indices):
 def limit_loop(model, n_evaluations, threads=THREADS):
     """The physical limit, run: the bare njit cost ``n_evaluations / threads`` times in an
     njit loop on one thread (one BLAS thread) — the time ``threads`` perfect workers need."""
-    from fastcheck.cli.bench import repeat_cost
     from fastcheck._blas import single_threaded_blas
+    from fastcheck.cli.bench import repeat_cost
 
     repeat = repeat_cost()
     x = model.theta.copy()

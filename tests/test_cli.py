@@ -91,3 +91,41 @@ def test_demo_methods_locate_the_one_element_bug(method, capsys):
     assert main(["demo", "--method", method, "--bug", "one-element"]) == 1
     out = capsys.readouterr().out
     assert "W2[1, 3]" in out
+
+
+def _subparser(name):
+    from fastcheck.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if a.dest == "command"]
+    return sub.choices[name]
+
+
+@pytest.mark.parametrize("command", ["demo", "check"])
+def test_backend_choices_are_the_registered_backends(command, monkeypatch):
+    from fastcheck import backends
+
+    (action,) = [a for a in _subparser(command)._actions if a.dest == "backend"]
+    assert tuple(action.choices) == backends.BACKEND_NAMES
+    assert "auto" in action.choices and "dask" in action.choices
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["demo", "--bug", "nope"], "bug must be one of 'missing-regularization'"),
+    (["taylor", "--bug", "nope"], "bug must be one of"),
+    (["demo", "--backend", "gpu"], "backend must be one of 'auto'"),
+    (["demo", "--sample", "-3"], "--sample: must be positive"),
+    (["demo", "--eps", "abc"], 'expected "auto" or a float'),
+    (["frobnicate"], "invalid choice"),
+])
+def test_usage_errors_are_one_line_and_returned(argv, expected, capsys):
+    assert main(argv) == 2  # returned, not raised: the console script and tests agree
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("fastcheck") and "error: " in err and expected in err
+
+
+def test_sample_auto_is_accepted_by_demo(capsys):
+    assert main(["demo", "--sample", "auto", "--seed", "0", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["passed"] is True and data["n_checked"] >= 4  # at least one per block

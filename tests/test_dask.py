@@ -209,19 +209,27 @@ def _kill_one_worker_when(client, monkeypatch, method: str, delay: float):
     return made, timer
 
 
-def test_a_worker_killed_mid_check_still_gives_the_full_report(client, monkeypatch):
-    """120 evaluations of 50 ms in 6 tasks on 2 workers; one is killed 0.5 s into them."""
-    theta = np.random.default_rng(2).standard_normal(60)
-    made, timer = _kill_one_worker_when(client, monkeypatch, "evaluate", 0.5)
+def _check_killing_one_worker(client, monkeypatch, method, delay, theta, seconds):
+    """fc.check on dask of ``slow_cost`` (``seconds`` per evaluation) while one worker is
+    killed; returns that report, the serial one, and the dask backend that ran."""
+    made, timer = _kill_one_worker_when(client, monkeypatch, method, delay)
     try:
-        remote = fc.check(costs.slow_cost, costs.slow_grad, theta, (0.05,), backend="dask",
+        remote = fc.check(costs.slow_cost, costs.slow_grad, theta, (seconds,), backend="dask",
                           client=client)
     finally:
         timer.cancel()
     local = fc.check(costs.slow_cost, costs.slow_grad, theta, (0.0,), backend="serial")
+    (runner,) = made
+    return remote, local, runner
+
+
+def test_a_worker_killed_mid_check_still_gives_the_full_report(client, monkeypatch):
+    """120 evaluations of 50 ms in 6 tasks on 2 workers; one is killed 0.5 s into them."""
+    theta = np.random.default_rng(2).standard_normal(60)
+    remote, local, runner = _check_killing_one_worker(client, monkeypatch, "evaluate", 0.5,
+                                                      theta, 0.05)
     assert remote.n_checked == theta.size and remote.passed
     assert_same_report(local, remote)
-    (runner,) = made
     assert runner.lost_workers >= 1
     assert runner.retries >= 1  # the task running on the killed worker ran again
     (event,) = runner.events()
@@ -231,12 +239,7 @@ def test_a_worker_killed_mid_check_still_gives_the_full_report(client, monkeypat
 def test_a_worker_killed_while_the_data_is_shipped(client, monkeypatch):
     """Killed during the scatter or the warm-up: the check still completes, correctly."""
     theta = np.random.default_rng(3).standard_normal(40)
-    made, timer = _kill_one_worker_when(client, monkeypatch, "_scatter", 0.0)
-    try:
-        remote = fc.check(costs.slow_cost, costs.slow_grad, theta, (0.02,), backend="dask",
-                          client=client)
-    finally:
-        timer.cancel()
-    local = fc.check(costs.slow_cost, costs.slow_grad, theta, (0.0,), backend="serial")
+    remote, local, runner = _check_killing_one_worker(client, monkeypatch, "_scatter", 0.0,
+                                                      theta, 0.02)
     assert_same_report(local, remote)
-    assert made[0].lost_workers >= 1
+    assert runner.lost_workers >= 1

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastcheck.cli.check import load_args, load_params
 from fastcheck.cli import main
+from fastcheck.cli.check import load_args, load_params
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["examples/tiny_net.py:cost", "examples/tiny_net.py:backward",
