@@ -33,8 +33,9 @@ from ..base import ensure_unmodified, locate_failure, serial_values, timed_compi
 #: The central-difference kernel compiled without ``parallel``: on a worker, dask's
 #: threads are the parallel lanes (several tasks may call it at once, which numba's
 #: default ``workqueue`` threading layer does not allow for parallel kernels), and
-#: ``nogil`` lets them run at the same time. Same source, so the same numbers.
-_task_kernel = numba.njit(nogil=True)(central_values.py_func)
+#: ``nogil`` lets them run at the same time. Same source, so the same numbers. (Under
+#: ``NUMBA_DISABLE_JIT=1`` the kernel is the plain function, without ``py_func``.)
+_task_kernel = numba.njit(nogil=True)(getattr(central_values, "py_func", central_values))
 
 #: On each worker process: the jitted costs already compiled into the kernel, keyed by
 #: the dispatcher's uuid and the types of theta and ``args``. Holding the dispatcher
