@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from fastcheck import _steps
-from fastcheck._analysis import enrich
 from fastcheck._inputs import prepare
 from fastcheck.directional import LEAF_SIZE, MAX_FAILURES_PER_BLOCK, run_directional
 from fastcheck.errors import CostEvaluationError
@@ -77,10 +76,12 @@ def test_report_fields_of_a_directional_run(mlp_l_one_element):
     assert "8 random Rademacher directions" in reason
     assert f"{report.evaluations:,} cost evaluations" in reason
     assert "detection power" in reason and "218,774" in reason
-    # the core's enrichment accepts it, and everything serialises
-    enriched = enrich(report, problem.theta[report.indices], 0.95)
-    json.dumps(enriched.to_dict())
-    assert "W2[1, 3]" in enriched.summary()
+    # built by the one constructor: statistics and hints on demand, everything serialises
+    assert report.mode == "directional" and report.failure_rate_bound is None
+    assert report.stats["failure_rate_bound"] is None
+    json.dumps(report.to_dict(), allow_nan=False)
+    assert "W2[1, 3]" in report.summary()
+    assert report.summary().startswith("fastcheck FAIL (directional):")
 
 
 # -- no false alarms ------------------------------------------------------------------------
