@@ -69,7 +69,7 @@ def band_counts(rel_errors: np.ndarray) -> dict[str, int]:
     band[rel[finite] == EDGES[0]] = 1
     counts = np.bincount(band, minlength=4)
     out = {key: int(c) for (key, _, _), c in zip(BANDS, counts)}
-    out["nonfinite"] = int(np.count_nonzero(~finite))
+    out[NONFINITE] = int(np.count_nonzero(~finite))
     return out
 
 
