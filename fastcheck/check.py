@@ -74,14 +74,14 @@ def _validate_choice(name: str, value: Any, allowed: tuple) -> str:
 
 # -- the driver ---------------------------------------------------------------------------
 class _Progress:
-    """A tqdm bar over components (or nothing)."""
+    """A tqdm bar over components, or cost evaluations (directional mode), or nothing."""
 
-    def __init__(self, enabled: bool, total: int):
+    def __init__(self, enabled: bool, total: int | None, unit: str = "comp"):
         self._bar = None
         if enabled:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=total, unit="comp", desc="fastcheck", leave=False)
+            self._bar = tqdm(total=total, unit=unit, desc="fastcheck", leave=False)
 
     def advance(self, n: int, n_failed: int) -> None:
         if self._bar is not None:
@@ -169,7 +169,12 @@ def check(
         ``"directional"`` compares ``g . u`` with central differences along a few random
         directions (2 evaluations each, whatever N is) and, when one fails, localizes the
         bad components by group testing (block, then halves): the fast check for big
-        models, reporting the located components like a full check would.
+        models, reporting the located components like a full check would. Its evaluations
+        run one after the other on one thread: ``backend`` must be "auto" or "serial",
+        ``threads`` None or 1, ``client``, ``sample`` and ``max_failures`` None (else
+        ValueError); ``progress`` shows a bar over cost evaluations. A passing
+        directional report states the smallest single-component error it could have
+        missed (``report.directional.detection_limit``, relative to ``||g||``).
     client : dask.distributed.Client or None
         With ``backend="dask"``: the cluster to run on (None: the default client).
 
@@ -210,11 +215,16 @@ def check(
     problem = prepare(cost, grad, params, args, layout)
     if mode == "directional":
         _directional_refusals(sample=sample, max_failures=max_failures, backend=backend,
-                              threads=threads, progress=progress, client=client)
+                              threads=threads, client=client)
         from .directional import run_directional
 
-        return run_directional(problem, eps=eps, rtol=rtol, seed=_plan.resolve_seed(seed),
-                               start_time=start, confidence=confidence)
+        bar = _Progress(bool(progress), None, unit="eval")
+        try:
+            return run_directional(problem, eps=eps, rtol=rtol, seed=_plan.resolve_seed(seed),
+                                   start_time=start, confidence=confidence,
+                                   tick=lambda n: bar.advance(n, 0))
+        finally:
+            bar.close()
     adaptive = isinstance(sample, str) and sample == "auto"
     if adaptive:
         n_blocks = int(np.count_nonzero(np.diff(problem.layout.bounds)))
@@ -257,9 +267,10 @@ def check(
 
 def _directional_refusals(**options: Any) -> None:
     """``mode="directional"`` chooses its own evaluations and runs them in order (each
-    group test depends on the ones before): it refuses the options it cannot honour."""
+    group test depends on the ones before): it honours ``progress`` (a bar over cost
+    evaluations) and refuses the options it cannot honour."""
     allowed = {"sample": (None,), "max_failures": (None,), "backend": ("auto", "serial"),
-               "threads": (None, 1), "progress": (False,), "client": (None,)}
+               "threads": (None, 1), "client": (None,)}
     refused = {k: v for k, v in options.items()
                if not any(v is a or (type(v) is type(a) and v == a) for a in allowed[k])}
     if refused:

@@ -42,10 +42,11 @@ from numba.extending import is_jitted
 
 from . import _plan, _steps, _verdict
 from ._blas import single_threaded_blas
+from ._detection import detection_limits
 from ._inputs import Problem, scalar_cost
 from .backends.serial import SerialBackend, ensure_unmodified
 from .errors import CostEvaluationError
-from .report import Directional, Report, Run, global_relative_error
+from .report import Directional, Report, Run
 
 __all__ = ["run_directional", "LEAF_SIZE", "MAX_FAILURES_PER_BLOCK", "MAX_LOCALIZE_EVALUATIONS"]
 
@@ -84,7 +85,7 @@ class _Test:
 class _Lines:
     """Evaluates the cost along ``theta + t d`` on a group, on a private working copy."""
 
-    def __init__(self, problem: Problem, steps: np.ndarray, rtol: float):
+    def __init__(self, problem: Problem, steps: np.ndarray, rtol: float, tick=None):
         self.problem = problem
         self.steps = steps  # full-check step h_i of every component
         self.rtol = rtol
@@ -92,6 +93,7 @@ class _Lines:
         self.call = problem.make_call(self.x)
         self.evaluations = 0
         self.tests = 0
+        self.tick = tick or (lambda n: None)  # progress: called after each evaluation
 
     def values(self, lo: int, hi: int, d: np.ndarray, ts: np.ndarray) -> np.ndarray:
         """J(theta + t d) for each t, ``d`` living on components ``lo:hi``."""
@@ -103,6 +105,7 @@ class _Lines:
                 seg[:] = theta + t * d
                 out[k] = scalar_cost(self.call(), "at a point along a random direction")
                 self.evaluations += 1
+                self.tick(1)
         except (KeyboardInterrupt, CostEvaluationError):
             raise
         except Exception as exc:  # the user's cost failed: say along what
@@ -226,13 +229,14 @@ def _rademacher(rng: np.random.Generator, n: int) -> np.ndarray:
 class _Components:
     """The full check's per-component test (central differences, re-examination)."""
 
-    def __init__(self, problem: Problem, eps, rtol: float):
+    def __init__(self, problem: Problem, eps, rtol: float, tick=None):
         self.problem, self.eps, self.rtol = problem, eps, rtol
+        self.tick = tick or (lambda n: None)
         self.backend = SerialBackend(problem)
         self.results: dict[int, tuple] = {}  # flat index -> (numeric, kind, half-step)
 
     def __call__(self, indices: np.ndarray) -> np.ndarray:
-        p = self.problem
+        p, before = self.problem, self.backend.evaluations
         theta_at = p.theta[indices]
         h = _steps.nominal_steps(theta_at, self.eps)
         x_plus, x_minus = _steps.perturbed_points(theta_at, h)
@@ -253,6 +257,7 @@ class _Components:
                                      self.rtol, evaluate)
             kinds[where] = out.kinds
             numeric[where] = out.numeric
+        self.tick(self.backend.evaluations - before)
         for k, i in enumerate(indices.tolist()):
             self.results[i] = (float(numeric[k]), str(kinds[k]),
                                float((x_plus[k] - x_minus[k]) / 2))
@@ -266,46 +271,6 @@ def _directions_sentence(tests: list[_Test]) -> str:
              ((_verdict.OK, "agreed"), (_verdict.KINK, "on a kink"),
               (_verdict.FAIL, "failed"), (_verdict.NONFINITE, "non-finite")) if kinds.count(k)]
     return ", ".join(parts)
-
-
-def _detection(tests: list[_Test], problem: Problem, steps: np.ndarray,
-               probability: float) -> Directional:
-    """What the directions could have missed: the smallest single-component error seen.
-
-    A component j off by delta moves g.d along direction k by ``u_kj delta h_j / sqrt(N)``
-    on top of its residual ``r_k = a_k - n_k``: direction k sees it whatever the sign
-    when that exceeds ``tol_k + |r_k|``, for one sign of two above ``tol_k - |r_k|``,
-    never below (nor on a kink). With h_j the smallest step, the limit is the smallest
-    delta seen with probability ``probability`` over the random signs;
-    ``guaranteed_limit`` the one seen for sure. Both are relative to ``||g||_2``.
-    """
-    n = problem.layout.size
-    g_norm = float(np.linalg.norm(problem.analytic))
-    usable = [t for t in tests if t.kind != _verdict.KINK and math.isfinite(t.tolerance)
-              and math.isfinite(t.analytic - t.numeric)]
-    scale = math.sqrt(n) / float(np.min(steps))
-    lo = np.array([max(t.tolerance - abs(t.analytic - t.numeric), 0.0) for t in usable])
-    hi = np.array([t.tolerance + abs(t.analytic - t.numeric) for t in usable])
-    limit = guaranteed = math.inf
-    if usable:
-        guaranteed = float(hi.min()) * scale
-        for c in np.unique(np.concatenate([lo, hi])):
-            e = c * (1 + 1e-12)
-            miss = np.prod(np.where(e > hi, 0.0, np.where(e > lo, 0.5, 1.0)))
-            if 1.0 - miss >= probability:
-                limit = float(c) * scale
-                break
-
-    def relative(x: float) -> float:
-        return x / g_norm if g_norm > 0 else (0.0 if x == 0 else math.inf)
-
-    return Directional(
-        n_directions=len(tests), n_failed=sum(t.failed for t in tests),
-        relative_error=global_relative_error(np.array([t.analytic for t in tests]),
-                                             np.array([t.numeric for t in tests])),
-        gradient_norm=g_norm,
-        detection_limit=relative(limit), guaranteed_limit=relative(guaranteed),
-        probability=probability)
 
 
 def _detection_sentence(d: Directional) -> str:
@@ -345,7 +310,8 @@ def _localization_sentence(found: _Localization, layout, n_tests: int,
 
 
 def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: int = 8,
-                    start_time: float | None = None, confidence: float = 0.95) -> Report:
+                    start_time: float | None = None, confidence: float = 0.95,
+                    tick=None) -> Report:
     """Check a gradient along random directions and localize failures by group testing.
 
     Parameters
@@ -363,6 +329,8 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
         K, the number of random Rademacher directions (2K evaluations when all agree).
     start_time : float or None, optional
         ``time.perf_counter()`` when the check started (for ``report.seconds``).
+    tick : callable or None, optional
+        ``tick(n)`` after every n cost evaluations (a progress bar), or None.
     confidence : float, optional
         Recorded on the report (the located components are no uniform sample, so no
         failure-rate bound is computed).
@@ -393,8 +361,8 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
     rng = np.random.default_rng(used_seed)
     layout, n = problem.layout, problem.layout.size
     steps = _steps.nominal_steps(problem.theta, eps)
-    lines = _Lines(problem, steps, rtol)
-    components = _Components(problem, eps, rtol)
+    lines = _Lines(problem, steps, rtol, tick)
+    components = _Components(problem, eps, rtol, tick)
     blas = single_threaded_blas() if is_jitted(problem.cost) else contextlib.nullcontext()
     with blas:
         signs = [_rademacher(rng, n) for _ in range(int(n_directions))]
@@ -419,7 +387,7 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
     kinds = np.array([r[1] for r in rows], dtype="<U9")
     n_failed = int(np.count_nonzero(np.isin(kinds, (_verdict.FAIL, _verdict.NONFINITE))))
     unexplained = bool(failing) and n_failed == 0
-    detection = _detection(tests, problem, steps, DETECTION_PROBABILITY)
+    detection = detection_limits(tests, problem, steps, DETECTION_PROBABILITY)
 
     # the two calls at theta (prepare), then the directions and the localization
     evaluations = 2 + lines.evaluations + components.backend.evaluations
