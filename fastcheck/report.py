@@ -17,6 +17,7 @@ import numpy as np
 from ._verdict import FAIL, KINK, NONFINITE, relative_errors
 from .errors import GradientCheckError
 from .layout import Layout
+from .stats import band_counts, upper_bounds
 from .views.bands import ACCEPTABLE, BAND_KEYS
 
 __all__ = ["Report", "BlockReport", "ComponentError", "Run", "Directional", "verdict_of",
@@ -213,8 +214,6 @@ class Report:
                   for i, b in enumerate(blocks)]
         overall = None
         if run.sampled and run.mode == "full":
-            from .stats import upper_bounds
-
             overall, per_block = upper_bounds([b.n_failed for b in blocks],
                                               [b.n_checked for b in blocks],
                                               layout.sizes, run.confidence)
@@ -296,10 +295,21 @@ class Report:
         """Names of the blocks with at least one failing component."""
         return [b.name for b in self.blocks if b.n_failed]
 
+    def block_slices(self) -> dict[str, slice]:
+        """Block name -> the slice of the per-component arrays that holds its components."""
+        if "slices" not in self._cache:
+            bounds = np.searchsorted(self.layout.block_of(self.indices),
+                                     np.arange(len(self.layout) + 1))
+            self._cache["slices"] = {name: slice(int(bounds[b]), int(bounds[b + 1]))
+                                     for b, name in enumerate(self.layout.names)}
+        return self._cache["slices"]
+
     def band_counts(self, name: str | None = None) -> tuple[int, ...]:
-        """Components of a block (or all, ``name=None``) in Ng's four bands."""
-        group = self.stats["overall"] if name is None else self.stats["blocks"][name]
-        return tuple(int(group["bands"][key]) for key in BAND_KEYS)
+        """Components of a block (or all, ``name=None``) in Ng's four bands (numpy only:
+        the text table needs no ``scipy.stats``; the same counts as in ``stats``)."""
+        rel = self.rel_errors if name is None else self.rel_errors[self.block_slices()[name]]
+        counts = band_counts(rel)
+        return tuple(int(counts[key]) for key in BAND_KEYS)
 
     # -- views (fastcheck.views) -----------------------------------------------------
     def headline(self) -> str:
