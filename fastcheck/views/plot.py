@@ -33,7 +33,7 @@ _LOG_EDGES = tuple(math.log10(e) for e in EDGES)
 #: Ng's bands on log10 of the relative error, with a shade each.
 BAND_SHADES = tuple(zip((_LOG_FLOOR, *_LOG_EDGES), (*_LOG_EDGES, 0.5),
                         ("#4caf50", "#cddc39", "#ff9800", "#f44336")))
-#: Failing (or, without failures, kink) components labelled by name in each scatter.
+#: Failing components labelled by name in each scatter (without failures: the worst kink).
 LABELLED = 3
 
 _FIGURE_CLASS: Any = None
@@ -96,8 +96,12 @@ def _histogram(ax: Any, report: Report, s: slice) -> None:
     if groups:
         ax.hist([v for _, v in groups], bins=bins, stacked=True, label=[k for k, _ in groups],
                 color=[KIND_STYLES[k][0] for k, _ in groups])
+    from matplotlib.ticker import FuncFormatter, LogFormatter
+
     ax.set_yscale("log")
     ax.set_ylim(bottom=0.7)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))  # counts: 1, 10
+    ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.5)))
     bad = logs[np.isin(kinds, (FAIL, NONFINITE)) & np.isfinite(logs)]
     if bad.size:  # point at the failures: one count among hundreds is easy to miss
         ax.annotate(f"{bad.size:,} failed", (float(np.max(bad)), 1.0), xytext=(0, 18),
@@ -132,14 +136,16 @@ def _scatter(ax: Any, report: Report, s: slice, max_points: int) -> None:
         hi = float(max(a[draw].max(), n[draw].max()))
         ax.plot([lo, hi], [lo, hi], color="0.3", lw=0.8, ls="--", zorder=1)
     bad = np.flatnonzero(np.isin(kinds, (FAIL, NONFINITE)) & finite)
-    if bad.size == 0:
+    if bad.size == 0:  # no failure: name the worst kink only
         bad = np.flatnonzero((kinds == KINK) & finite)
+        bad = bad[np.argsort(-report.rel_errors[s][bad], kind="stable")][:1]
     rel = report.rel_errors[s]
-    for p in bad[np.argsort(-rel[bad], kind="stable")][:LABELLED]:
+    offsets = ((-12, 14, "right"), (12, -20, "left"), (-12, 36, "right"))  # no overlap
+    for (dx, dy, ha), p in zip(offsets, bad[np.argsort(-rel[bad], kind="stable")][:LABELLED]):
         colour = KIND_STYLES[str(kinds[p])][0]
         ax.annotate(report.layout.label(int(report.indices[s][p])), (n[p], a[p]),
-                    xytext=(-12, 14), textcoords="offset points", fontsize=8, color=colour,
-                    fontweight="bold", ha="right", zorder=6,
+                    xytext=(dx, dy), textcoords="offset points", fontsize=8, color=colour,
+                    fontweight="bold", ha=ha, zorder=6,
                     bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": colour, "lw": 0.6},
                     arrowprops={"arrowstyle": "-", "color": colour, "lw": 0.6})
     ax.set_xlabel("numeric")
