@@ -209,7 +209,9 @@ class Report:
         verdict = verdict_of(n_failed, rel_smooth)
         if unexplained and verdict == "pass":
             verdict = "warn"
-        blocks = _block_reports(layout, indices, analytic, numeric, kinds, smooth, failing)
+        rel_errors = relative_errors(analytic, numeric)
+        blocks = _block_reports(layout, indices, analytic, numeric, rel_errors, kinds, smooth,
+                                failing)
         blocks = [b if i not in warn_blocks or b.n_failed else replace(b, verdict="warn")
                   for i, b in enumerate(blocks)]
         overall = None
@@ -225,7 +227,7 @@ class Report:
             n_checked=int(indices.shape[0]), n_kinks=int(indices.shape[0] - smooth.sum()),
             indices=indices, analytic=analytic, numeric=numeric,
             abs_errors=np.abs(analytic - numeric),
-            rel_errors=relative_errors(analytic, numeric), kinds=kinds,
+            rel_errors=rel_errors, kinds=kinds,
             steps=np.asarray(steps, dtype=np.float64), failed=indices[failing],
             blocks=tuple(blocks), layout=layout, seed=run.seed, eps=run.eps, rtol=run.rtol,
             backend=run.backend, threads=run.threads, seconds=run.seconds,
@@ -373,11 +375,10 @@ class Report:
 
 
 def _block_reports(layout: Layout, indices: np.ndarray, analytic: np.ndarray,
-                   numeric: np.ndarray, kinds: np.ndarray, smooth: np.ndarray,
-                   failing: np.ndarray) -> list[BlockReport]:
+                   numeric: np.ndarray, rel: np.ndarray, kinds: np.ndarray,
+                   smooth: np.ndarray, failing: np.ndarray) -> list[BlockReport]:
     """One BlockReport per block (components grouped by their ascending flat index)."""
     bounds = np.searchsorted(layout.block_of(indices), np.arange(len(layout) + 1))
-    rel = relative_errors(analytic, numeric)
     out = []
     for b, (name, shape) in enumerate(zip(layout.names, layout.shapes)):
         s = slice(int(bounds[b]), int(bounds[b + 1]))
