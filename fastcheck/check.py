@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import numbers
 import time
@@ -11,13 +10,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import _driver, _methods, _plan, _steps, _verdict
-from ._analysis import enrich
+from . import _driver, _methods, _plan, _steps
 from ._inputs import Problem, prepare
 from ._methods import METHOD_NAMES
 from .backends import BACKEND_NAMES, create_backend, resolve_backend
 from .layout import Layout
-from .report import Report, block_reports, global_relative_error, verdict_of
+from .report import Report, Run
 
 __all__ = ["check", "assert_gradient"]
 
@@ -76,14 +74,14 @@ def _validate_choice(name: str, value: Any, allowed: tuple) -> str:
 
 # -- the driver ---------------------------------------------------------------------------
 class _Progress:
-    """A tqdm bar over components (or nothing)."""
+    """A tqdm bar over components, or cost evaluations (directional mode), or nothing."""
 
-    def __init__(self, enabled: bool, total: int):
+    def __init__(self, enabled: bool, total: int | None, unit: str = "comp"):
         self._bar = None
         if enabled:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=total, unit="comp", desc="fastcheck", leave=False)
+            self._bar = tqdm(total=total, unit=unit, desc="fastcheck", leave=False)
 
     def advance(self, n: int, n_failed: int) -> None:
         if self._bar is not None:
@@ -171,7 +169,12 @@ def check(
         ``"directional"`` compares ``g . u`` with central differences along a few random
         directions (2 evaluations each, whatever N is) and, when one fails, localizes the
         bad components by group testing (block, then halves): the fast check for big
-        models, reporting the located components like a full check would.
+        models, reporting the located components like a full check would. Its evaluations
+        run one after the other on one thread: ``backend`` must be "auto" or "serial",
+        ``threads`` None or 1, ``client``, ``sample`` and ``max_failures`` None (else
+        ValueError); ``progress`` shows a bar over cost evaluations. A passing
+        directional report states the smallest single-component error it could have
+        missed (``report.directional.detection_limit``, relative to ``||g||``).
     client : dask.distributed.Client or None
         With ``backend="dask"``: the cluster to run on (None: the default client).
 
@@ -211,7 +214,17 @@ def check(
         raise ValueError(f'mode="directional" uses central differences; got method={method!r}')
     problem = prepare(cost, grad, params, args, layout)
     if mode == "directional":
-        return _directional(problem, eps, rtol, seed, start, confidence, sample, max_failures)
+        _directional_refusals(sample=sample, max_failures=max_failures, backend=backend,
+                              threads=threads, client=client)
+        from .directional import run_directional
+
+        bar = _Progress(bool(progress), None, unit="eval")
+        try:
+            return run_directional(problem, eps=eps, rtol=rtol, seed=_plan.resolve_seed(seed),
+                                   start_time=start, confidence=confidence,
+                                   tick=lambda n: bar.advance(n, 0))
+        finally:
+            bar.close()
     adaptive = isinstance(sample, str) and sample == "auto"
     if adaptive:
         n_blocks = int(np.count_nonzero(np.diff(problem.layout.bounds)))
@@ -252,20 +265,22 @@ def check(
     return report
 
 
-def _directional(problem: Problem, eps, rtol: float, seed, start: float, confidence: float,
-                 sample, max_failures) -> Report:
-    """``mode="directional"``: random directions, then group testing to localize."""
-    from .directional import run_directional
-
-    if sample is not None or max_failures is not None:
-        raise ValueError('mode="directional" chooses its own evaluations: sample and '
-                         f"max_failures must be None, got sample={sample!r}, "
-                         f"max_failures={max_failures!r}")
-    used_seed = _plan.resolve_seed(seed)
-    report = run_directional(problem, eps=eps, rtol=rtol, seed=used_seed, start_time=start)
-    report = enrich(report, problem.theta[report.indices], confidence)
-    # the located components are not a uniform sample: no failure-rate bound
-    return dataclasses.replace(report, failure_rate_bound=None, mode="directional")
+def _directional_refusals(**options: Any) -> None:
+    """``mode="directional"`` chooses its own evaluations and runs them in order (each
+    group test depends on the ones before): it honours ``progress`` (a bar over cost
+    evaluations) and refuses the options it cannot honour."""
+    allowed = {"sample": (None,), "max_failures": (None,), "backend": ("auto", "serial"),
+               "threads": (None, 1), "client": (None,)}
+    refused = {k: v for k, v in options.items()
+               if not any(v is a or (type(v) is type(a) and v == a) for a in allowed[k])}
+    if refused:
+        given = ", ".join(f"{k}={v!r}" for k, v in refused.items())
+        accepted = "; ".join(f"{k} " + " or ".join(repr(a) for a in allowed[k])
+                             for k in refused)
+        raise ValueError(
+            f'mode="directional" chooses its own evaluations and runs them one after the '
+            f"other on one thread (each group test depends on the ones before), so it cannot "
+            f"honour {given}; accepted: {accepted} (or use mode=\"full\")")
 
 
 def _backend_events(runner) -> list[str]:
@@ -329,7 +344,7 @@ def _stop_rule(adaptive: bool, max_failures: int | None, confidence: float,
     """The rule that may end a check early, or None."""
     if not adaptive and max_failures is None:
         return None
-    from scipy.stats import beta
+    from .stats import clopper_pearson_upper
 
     def stop(done: int, n_failed: int) -> str | None:
         if max_failures is not None and n_failed >= max_failures:
@@ -338,7 +353,7 @@ def _stop_rule(adaptive: bool, max_failures: int | None, confidence: float,
         if adaptive and n_failed:
             return f"sample='auto': a failure was confirmed after {done:,} components"
         if adaptive:
-            bound = float(beta.ppf(confidence, 1, done)) if done else 1.0
+            bound = clopper_pearson_upper(0, done, confidence)
             if bound <= target_rate:
                 return (f"sample='auto': 0 failures in {done:,} components puts the failure "
                         f"rate below target_rate={target_rate:g} at {confidence:.0%} "
@@ -354,47 +369,17 @@ def _build_report(problem: Problem, plan, targets: _driver.Targets, state, runne
     """Assemble the Report of the finished part of the check."""
     pos = state.finished_positions()
     indices = targets.indices[pos]
-    analytic = targets.analytic[pos]
-    numeric = state.numeric[pos]
-    kinds = state.kinds[pos]
-    abs_errors = np.abs(analytic - numeric)
-    rel_errors = _verdict.relative_errors(analytic, numeric)
-    failing = np.isin(kinds, (_verdict.FAIL, _verdict.NONFINITE))
-    rel_global = global_relative_error(analytic, numeric)
-    n_failed = int(np.count_nonzero(failing))
-    blocks = block_reports(problem.layout, indices, analytic, numeric, rel_errors, kinds)
-    evaluations = 2 + runner.evaluations  # the two calls at theta, then the backend's
     compile_seconds = float(runner.compile_seconds) + problem.cost_compile_seconds
-    report = Report(
-        passed=n_failed == 0,
-        verdict=verdict_of(n_failed, rel_global),
-        relative_error=rel_global,
-        n_params=problem.layout.size,
-        n_checked=int(indices.shape[0]),
-        indices=indices,
-        analytic=analytic,
-        numeric=numeric,
-        abs_errors=abs_errors,
-        rel_errors=rel_errors,
-        kinds=kinds,
-        steps=(targets.x_plus[pos] - targets.x_minus[pos]) / 2,
-        failed=indices[failing],
-        blocks=blocks,
-        layout=problem.layout,
-        seed=plan.seed,
-        eps=eps,
-        rtol=rtol,
-        backend=runner.name,
-        threads=runner.threads,
+    run = Run(
+        seed=plan.seed, eps=eps, rtol=rtol, backend=runner.name, threads=runner.threads,
         seconds=max(0.0, time.perf_counter() - start - compile_seconds),
         compile_seconds=compile_seconds,
-        evaluations=evaluations,
+        evaluations=2 + runner.evaluations,  # the two calls at theta, then the backend's
         sampled=bool(plan.sampled or state.done < targets.indices.shape[0]),
-        stop_reason=state.stop_reason,
-        method=method,
-        notes=notes,
-    )
-    return enrich(report, problem.theta[indices], confidence)
+        confidence=confidence, stop_reason=state.stop_reason, method=method, notes=notes)
+    return Report.from_components(
+        problem.layout, indices, targets.analytic[pos], state.numeric[pos], state.kinds[pos],
+        (targets.x_plus[pos] - targets.x_minus[pos]) / 2, problem.theta[indices], run)
 
 
 def assert_gradient(cost: Callable[..., Any], grad: Any, params: Any, args: tuple = (),

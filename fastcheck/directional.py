@@ -42,10 +42,11 @@ from numba.extending import is_jitted
 
 from . import _plan, _steps, _verdict
 from ._blas import single_threaded_blas
+from ._detection import detection_limits
 from ._inputs import Problem, scalar_cost
 from .backends.serial import SerialBackend, ensure_unmodified
 from .errors import CostEvaluationError
-from .report import Report, block_reports, global_relative_error, verdict_of
+from .report import Directional, Report, Run
 
 __all__ = ["run_directional", "LEAF_SIZE", "MAX_FAILURES_PER_BLOCK", "MAX_LOCALIZE_EVALUATIONS"]
 
@@ -57,6 +58,8 @@ LEAF_SIZE = 8
 MAX_FAILURES_PER_BLOCK = 8
 #: Cost evaluations the localization may spend (after the K directions).
 MAX_LOCALIZE_EVALUATIONS = 2000
+#: The probability at which the report states the smallest error the directions detect.
+DETECTION_PROBABILITY = 0.95
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +85,7 @@ class _Test:
 class _Lines:
     """Evaluates the cost along ``theta + t d`` on a group, on a private working copy."""
 
-    def __init__(self, problem: Problem, steps: np.ndarray, rtol: float):
+    def __init__(self, problem: Problem, steps: np.ndarray, rtol: float, tick=None):
         self.problem = problem
         self.steps = steps  # full-check step h_i of every component
         self.rtol = rtol
@@ -90,6 +93,7 @@ class _Lines:
         self.call = problem.make_call(self.x)
         self.evaluations = 0
         self.tests = 0
+        self.tick = tick or (lambda n: None)  # progress: called after each evaluation
 
     def values(self, lo: int, hi: int, d: np.ndarray, ts: np.ndarray) -> np.ndarray:
         """J(theta + t d) for each t, ``d`` living on components ``lo:hi``."""
@@ -101,6 +105,7 @@ class _Lines:
                 seg[:] = theta + t * d
                 out[k] = scalar_cost(self.call(), "at a point along a random direction")
                 self.evaluations += 1
+                self.tick(1)
         except (KeyboardInterrupt, CostEvaluationError):
             raise
         except Exception as exc:  # the user's cost failed: say along what
@@ -224,13 +229,14 @@ def _rademacher(rng: np.random.Generator, n: int) -> np.ndarray:
 class _Components:
     """The full check's per-component test (central differences, re-examination)."""
 
-    def __init__(self, problem: Problem, eps, rtol: float):
+    def __init__(self, problem: Problem, eps, rtol: float, tick=None):
         self.problem, self.eps, self.rtol = problem, eps, rtol
+        self.tick = tick or (lambda n: None)
         self.backend = SerialBackend(problem)
         self.results: dict[int, tuple] = {}  # flat index -> (numeric, kind, half-step)
 
     def __call__(self, indices: np.ndarray) -> np.ndarray:
-        p = self.problem
+        p, before = self.problem, self.backend.evaluations
         theta_at = p.theta[indices]
         h = _steps.nominal_steps(theta_at, self.eps)
         x_plus, x_minus = _steps.perturbed_points(theta_at, h)
@@ -251,6 +257,7 @@ class _Components:
                                      self.rtol, evaluate)
             kinds[where] = out.kinds
             numeric[where] = out.numeric
+        self.tick(self.backend.evaluations - before)
         for k, i in enumerate(indices.tolist()):
             self.results[i] = (float(numeric[k]), str(kinds[k]),
                                float((x_plus[k] - x_minus[k]) / 2))
@@ -266,22 +273,16 @@ def _directions_sentence(tests: list[_Test]) -> str:
     return ", ".join(parts)
 
 
-def _detection_sentence(tests: list[_Test], problem: Problem, steps: np.ndarray) -> str:
-    """The smallest error in one component the directions could see, honestly stated."""
-    n = problem.layout.size
-    h = float(np.median(steps))
-    # A component off by delta moves g.d by delta * h_i / sqrt(N): seen when that beats
-    # the direction's tolerance.
-    seen = np.array([t.tolerance for t in tests if math.isfinite(t.tolerance)]) * (
-        math.sqrt(n) / h)
-    typical = float(np.linalg.norm(problem.analytic)) / math.sqrt(n)
-    if not seen.size:
-        return "no direction gave a finite difference: its detection power is unknown"
-    return (f"detection power: an error in one component is seen along at least one "
-            f"direction when above {seen.min():.1e}, along a typical one when above "
-            f"{np.median(seen):.1e} (tolerance x sqrt(N) / step; a typical |g_i| here is "
-            f"{typical:.1e}); smaller errors, and errors that cancel along every direction, "
-            f"go unseen")
+def _detection_sentence(d: Directional) -> str:
+    if not math.isfinite(d.guaranteed_limit):
+        return ("detection power: unknown (no direction gave a finite difference off a "
+                "kink)")
+    return (f"detection power: an error in one component above {d.detection_limit:.1e}"
+            f"·|g| is seen with probability >= {d.probability:g} over the random signs, "
+            f"above {d.guaranteed_limit:.1e}·|g| whatever the signs (|g| = ||g||_2 = "
+            f"{d.gradient_norm:.3e}; limits for the component moved least, its step "
+            f"/ sqrt(N) against each direction's tolerance and residual); smaller errors, "
+            f"and errors that cancel along every direction, can go unseen")
 
 
 def _localization_sentence(found: _Localization, layout, n_tests: int,
@@ -309,7 +310,8 @@ def _localization_sentence(found: _Localization, layout, n_tests: int,
 
 
 def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: int = 8,
-                    start_time: float | None = None) -> Report:
+                    start_time: float | None = None, confidence: float = 0.95,
+                    tick=None) -> Report:
     """Check a gradient along random directions and localize failures by group testing.
 
     Parameters
@@ -327,6 +329,11 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
         K, the number of random Rademacher directions (2K evaluations when all agree).
     start_time : float or None, optional
         ``time.perf_counter()`` when the check started (for ``report.seconds``).
+    tick : callable or None, optional
+        ``tick(n)`` after every n cost evaluations (a progress bar), or None.
+    confidence : float, optional
+        Recorded on the report (the located components are no uniform sample, so no
+        failure-rate bound is computed).
 
     Returns
     -------
@@ -341,7 +348,9 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
         ``evaluations`` counts every cost call (the two of ``prepare`` included);
         ``stop_reason`` tells the directions tested, what the localization did and where
         it stopped, the evaluations spent and the smallest error in one component the
-        directions could detect.
+        directions could detect; ``report.directional`` holds that limit (relative to
+        ``||g||_2``, at probability ``DETECTION_PROBABILITY``), which a passing report's
+        headline states.
     """
     start = time.perf_counter() if start_time is None else start_time
     if isinstance(n_directions, bool) or not isinstance(n_directions, (int, np.integer)):
@@ -352,8 +361,8 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
     rng = np.random.default_rng(used_seed)
     layout, n = problem.layout, problem.layout.size
     steps = _steps.nominal_steps(problem.theta, eps)
-    lines = _Lines(problem, steps, rtol)
-    components = _Components(problem, eps, rtol)
+    lines = _Lines(problem, steps, rtol, tick)
+    components = _Components(problem, eps, rtol, tick)
     blas = single_threaded_blas() if is_jitted(problem.cost) else contextlib.nullcontext()
     with blas:
         signs = [_rademacher(rng, n) for _ in range(int(n_directions))]
@@ -375,33 +384,18 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
 
     indices = np.array(sorted(components.results), dtype=np.int64)
     rows = [components.results[int(i)] for i in indices]
-    numeric = np.array([r[0] for r in rows], dtype=np.float64)
     kinds = np.array([r[1] for r in rows], dtype="<U9")
-    half_steps = np.array([r[2] for r in rows], dtype=np.float64)
-    analytic = problem.analytic[indices]
-    abs_errors = np.abs(analytic - numeric)
-    rel_errors = _verdict.relative_errors(analytic, numeric)
-    failing_mask = np.isin(kinds, (_verdict.FAIL, _verdict.NONFINITE))
-    n_failed = int(np.count_nonzero(failing_mask))
-    rel_global = global_relative_error(analytic, numeric)
-    blocks = list(block_reports(layout, indices, analytic, numeric, rel_errors, kinds))
-    for b in flagged:  # a failing group test that no single component explains
-        if blocks[b].n_failed == 0:
-            blocks[b] = dataclasses.replace(blocks[b], verdict="warn")
-    verdict = verdict_of(n_failed, rel_global)
+    n_failed = int(np.count_nonzero(np.isin(kinds, (_verdict.FAIL, _verdict.NONFINITE))))
     unexplained = bool(failing) and n_failed == 0
-    if unexplained and verdict == "pass":
-        verdict = "warn"
+    detection = detection_limits(tests, problem, steps, DETECTION_PROBABILITY)
 
     # the two calls at theta (prepare), then the directions and the localization
     evaluations = 2 + lines.evaluations + components.backend.evaluations
-    a_dir = np.array([t.analytic for t in tests])
-    n_dir = np.array([t.numeric for t in tests])
     reason = [
         f"directional mode: {len(tests)} random Rademacher directions (seed {used_seed}), "
         f"each component moved by its full-check step / sqrt(N): "
         f"{_directions_sentence(tests)}; relative error over the directions "
-        f"{global_relative_error(a_dir, n_dir):.1e}; {n_top_evaluations} evaluations"
+        f"{detection.relative_error:.1e}; {n_top_evaluations} evaluations"
     ]
     if failing or kinked:
         reason.append(_localization_sentence(found, layout, n_group_tests, indices.size))
@@ -410,32 +404,14 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
                       "the flagged blocks with fc.check")
     reason.append(f"{evaluations:,} cost evaluations in all (a full check needs "
                   f"{2 * n + 2:,})")
-    reason.append(_detection_sentence(tests, problem, steps))
+    reason.append(_detection_sentence(detection))
     compile_seconds = float(problem.cost_compile_seconds)
-    return Report(
-        passed=n_failed == 0,
-        verdict=verdict,
-        relative_error=rel_global,
-        n_params=n,
-        n_checked=int(indices.size),
-        indices=indices,
-        analytic=analytic,
-        numeric=numeric,
-        abs_errors=abs_errors,
-        rel_errors=rel_errors,
-        kinds=kinds,
-        steps=half_steps,
-        failed=indices[failing_mask],
-        blocks=tuple(blocks),
-        layout=layout,
-        seed=used_seed,
-        eps=eps,
-        rtol=rtol,
-        backend="serial",
-        threads=1,
-        seconds=max(0.0, time.perf_counter() - start - compile_seconds),
-        compile_seconds=compile_seconds,
-        evaluations=evaluations,
-        sampled=True,
-        stop_reason="; ".join(reason) + ".",
-    )
+    run = Run(seed=used_seed, eps=eps, rtol=rtol, backend="serial", threads=1,
+              seconds=max(0.0, time.perf_counter() - start - compile_seconds),
+              compile_seconds=compile_seconds, evaluations=evaluations, sampled=True,
+              confidence=confidence, stop_reason="; ".join(reason) + ".", mode="directional")
+    return Report.from_components(
+        layout, indices, problem.analytic[indices],
+        np.array([r[0] for r in rows], dtype=np.float64), kinds,
+        np.array([r[2] for r in rows], dtype=np.float64), problem.theta[indices], run,
+        warn_blocks=tuple(sorted(flagged)), unexplained=unexplained, directional=detection)

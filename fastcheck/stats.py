@@ -3,6 +3,10 @@
 Everything returned here is made of plain ``dict``/``float``/``int``/``None`` values, so a
 Report's ``to_dict()`` stays JSON-serialisable.
 
+Everything needing ``scipy.stats`` is computed when a Report's ``stats`` is first read;
+the failure-rate bounds a Report carries from the start (``upper_bounds``) need only
+``scipy.special``, imported on first use.
+
 Relative errors are compared on a log10 scale. A relative error of exactly 0 (the analytic
 and numeric values agree to the last bit, or both are 0) has no logarithm: relative errors
 below :data:`LOG10_FLOOR` are raised to it before taking log10, and ``n_floored`` says how
@@ -15,27 +19,26 @@ import math
 import warnings
 
 import numpy as np
-import scipy.stats
 
+from ._verdict import FAIL, KINK, NONFINITE, OK
 from .layout import Layout
+from .views.bands import BAND_KEYS, EDGES, LOG10_FLOOR
 
 __all__ = [
     "BANDS",
     "LOG10_FLOOR",
     "clopper_pearson_upper",
+    "upper_bounds",
     "hypergeometric_upper",
     "error_statistics",
     "failure_rate_bound",
     "band_counts",
 ]
 
-#: Relative errors below this are counted as this before taking log10.
-LOG10_FLOOR = 1e-17
 #: Ng's bands on the relative error: (key, lower edge, upper edge), upper edge inclusive
-#: except for the first band (as in ``report.ng_band``).
-BANDS = (("<1e-7", 0.0, 1e-7), ("1e-7..1e-5", 1e-7, 1e-5), ("1e-5..1e-3", 1e-5, 1e-3),
-         (">1e-3", 1e-3, math.inf))
-_KINDS = ("ok", "kink", "fail", "nonfinite")
+#: except for the first band (as in ``views.bands.ng_band``).
+BANDS = tuple(zip(BAND_KEYS, (0.0, *EDGES), (*EDGES, math.inf)))
+_KINDS = (OK, KINK, FAIL, NONFINITE)
 _QUANTILES = (50, 90, 99)
 
 
@@ -62,11 +65,11 @@ def band_counts(rel_errors: np.ndarray) -> dict[str, int]:
     rel = np.asarray(rel_errors, dtype=np.float64)
     finite = np.isfinite(rel)
     # Band i holds edges[i-1] < e <= edges[i] except the first, which is e < 1e-7.
-    band = np.searchsorted(np.array([1e-7, 1e-5, 1e-3]), rel[finite], side="left")
-    band[rel[finite] == 1e-7] = 1
+    band = np.searchsorted(np.array(EDGES), rel[finite], side="left")
+    band[rel[finite] == EDGES[0]] = 1
     counts = np.bincount(band, minlength=4)
     out = {key: int(c) for (key, _, _), c in zip(BANDS, counts)}
-    out["nonfinite"] = int(np.count_nonzero(~finite))
+    out[NONFINITE] = int(np.count_nonzero(~finite))
     return out
 
 
@@ -74,6 +77,8 @@ def _describe(log_errors: np.ndarray) -> dict | None:
     """``scipy.stats.describe`` as a dict of plain floats (None where undefined)."""
     if log_errors.size == 0:
         return None
+    import scipy.stats
+
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         # Constant data: scipy warns about the moments and returns NaN for them.
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -90,6 +95,8 @@ def _group_statistics(rel_errors: np.ndarray, kinds: np.ndarray) -> dict:
     floored = finite < LOG10_FLOOR
     log_errors = np.log10(np.maximum(finite, LOG10_FLOOR))
     if finite.size:
+        import scipy.stats
+
         q = scipy.stats.scoreatpercentile(finite, _QUANTILES)
         quantiles = {str(p): _num(v) for p, v in zip(_QUANTILES, q)}
         quantiles["max"] = _num(finite.max())
@@ -141,12 +148,52 @@ def error_statistics(rel_errors: np.ndarray, kinds: np.ndarray, indices: np.ndar
 def clopper_pearson_upper(k: int, n: int, confidence: float) -> float:
     """One-sided Clopper–Pearson upper bound on a rate after ``k`` events in ``n`` trials.
 
-    ``beta.ppf(confidence, k + 1, n - k)``; 1.0 when ``k == n`` (including ``n == 0``).
-    With ``k == 0`` this is ``1 - (1 - confidence) ** (1 / n)``, about ``3 / n`` at 95 %.
+    The ``confidence`` quantile of Beta(k + 1, n - k), computed as
+    ``scipy.special.betaincinv(k + 1, n - k, confidence)`` (what ``scipy.stats.beta.ppf``
+    computes, without importing ``scipy.stats``); 1.0 when ``k == n`` (including
+    ``n == 0``). With ``k == 0`` this is ``1 - (1 - confidence) ** (1 / n)``, about
+    ``3 / n`` at 95 %.
     """
     if k >= n:
         return 1.0
-    return float(scipy.stats.beta.ppf(confidence, k + 1, n - k))
+    from scipy.special import betaincinv
+
+    return float(betaincinv(k + 1, n - k, confidence))
+
+
+def upper_bounds(n_failed: list[int], n_checked: list[int], sizes: tuple[int, ...],
+                 confidence: float) -> tuple[float, list[float]]:
+    """Upper confidence bounds on the failing fraction, over all components and per block.
+
+    Parameters
+    ----------
+    n_failed, n_checked : list of int
+        Per block: failing and checked components.
+    sizes : tuple of int
+        Per block: its number of components.
+    confidence : float
+        One-sided confidence level, e.g. 0.95.
+
+    Returns
+    -------
+    overall : float
+        Clopper–Pearson bound on the fraction of all ``sum(sizes)`` components that fail
+        (the exact fraction when every component was checked).
+    blocks : list of float
+        The same per block (0.0 for an empty block).
+    """
+    blocks = []
+    for k, n, size in zip(n_failed, n_checked, sizes):
+        if size == 0:
+            blocks.append(0.0)
+        elif n >= size:
+            blocks.append(k / size)
+        else:
+            blocks.append(clopper_pearson_upper(k, n, confidence))
+    k, n, total = sum(n_failed), sum(n_checked), sum(sizes)
+    overall = (k / total if total else 0.0) if n >= total else clopper_pearson_upper(
+        k, n, confidence)
+    return overall, blocks
 
 
 def hypergeometric_upper(k: int, n: int, population: int, confidence: float) -> float:
@@ -160,6 +207,8 @@ def hypergeometric_upper(k: int, n: int, population: int, confidence: float) -> 
     """
     if n >= population:
         return k / population if population else 1.0
+    import scipy.stats
+
     alpha = 1.0 - confidence
     lo, hi = k, population - (n - k)  # K = lo is always plausible; K > hi is impossible
     # P(X <= k; K) decreases as K grows: find the last K with P > alpha by bisection.
@@ -195,23 +244,17 @@ def failure_rate_bound(n_failed_blocks: dict[str, int], n_checked_blocks: dict[s
         fraction. ``finite_population`` holds the exact hypergeometric bounds, a little
         tighter when a large share of a block was checked.
     """
-    sizes = layout.sizes
-    blocks, finite = {}, {}
-    for name, size in zip(layout.names, sizes):
-        k, n = n_failed_blocks[name], n_checked_blocks[name]
-        if size == 0:
-            blocks[name] = finite[name] = 0.0
-        elif n >= size:
-            blocks[name] = finite[name] = k / size
-        else:
-            blocks[name] = clopper_pearson_upper(k, n, confidence)
-            finite[name] = hypergeometric_upper(k, n, size, confidence)
-    k, n, total = sum(n_failed_blocks.values()), sum(n_checked_blocks.values()), layout.size
+    failed = [n_failed_blocks[name] for name in layout.names]
+    checked = [n_checked_blocks[name] for name in layout.names]
+    overall, per_block = upper_bounds(failed, checked, layout.sizes, confidence)
+    finite = {name: (0.0 if size == 0 else hypergeometric_upper(k, n, size, confidence))
+              for name, k, n, size in zip(layout.names, failed, checked, layout.sizes)}
+    k, n, total = sum(failed), sum(checked), layout.size
     return {
         "confidence": float(confidence),
         "method": "clopper-pearson",
-        "overall": k / total if n >= total else clopper_pearson_upper(k, n, confidence),
-        "blocks": blocks,
+        "overall": overall,
+        "blocks": dict(zip(layout.names, per_block)),
         "n_failed": int(k),
         "n_checked": int(n),
         "n_params": int(total),

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.stats
 from numba.extending import is_jitted
 
 from ._blas import single_threaded_blas
@@ -130,43 +129,9 @@ class TaylorResult:
 
     def summary(self) -> str:
         """The verdict, the fit and what it could not see, in a few lines."""
-        word = "PASS" if self.passed else "FAIL"
-        if math.isfinite(self.rate):
-            if self.rate > 2.3:
-                meaning = ("above 2: the h^2 term vanishes along d (then 3), or r(h) is near a "
-                           "sign change, which a small error in g.d causes: try another seed")
-            elif self.passed:
-                meaning = "the gradient agrees with the cost"
-            elif self.rate < 1.5:
-                meaning = "about 1: the gradient is wrong along d"
-            else:
-                meaning = "neither 2 nor 1: a small error, or a cost not smooth along d"
-            head = (f"Taylor test {word}: the remainder |J(theta + h d) - J(theta) - h g.d| "
-                    f"falls at rate {self.rate:.2f} (2 expected; {meaning})")
-        else:
-            head = f"Taylor test {word}: no rate could be fitted"
-        lines = [head]
-        k = np.flatnonzero(self.used)
-        if k.size:
-            err = f" +- {self.stderr:.2f}" if math.isfinite(self.stderr) else ""
-            lines.append(
-                f"fit: {k.size} of {self.steps.size} steps, h from {self.steps[k[0]]:.2e} to "
-                f"{self.steps[k[-1]]:.2e} (log-log least squares, rate{err}); "
-                f"{int(np.count_nonzero(self._at_floor()))} step(s) at the roundoff floor")
-        if self.passed or not math.isfinite(self.rate) or self.rate >= 1.5:
-            lines.append(
-                f"g.d = {self.slope:.6e}; an error in g.d below ~{self.detection_limit:.1e} "
-                f"({self._relative_limit()}) would not show in the rate")
-        else:
-            lines.append(
-                f"g.d = {self.slope:.6e} is off by about {self.detection_limit:.1e} "
-                f"({self._relative_limit()}), from r/h at the smallest fitted step")
-        if self.note:
-            lines.append(f"note: {self.note}")
-        lines.append(f"{self.evaluations} cost evaluations"
-                     + (f"; random direction, seed {self.seed}" if self.seed is not None
-                        else "; direction given"))
-        return "\n".join(lines)
+        from .views.text import taylor_summary
+
+        return taylor_summary(self)
 
     def __str__(self) -> str:
         return self.summary()
@@ -175,39 +140,18 @@ class TaylorResult:
         return (f"<TaylorResult {'pass' if self.passed else 'fail'}: rate={self.rate:.3f}, "
                 f"{int(np.count_nonzero(self.used))}/{self.steps.size} steps fitted>")
 
-    def _at_floor(self) -> np.ndarray:
-        return np.isfinite(self.residuals) & (self.residuals <= self.floor)
-
-    def _relative_limit(self) -> str:
-        if self.slope == 0 or not math.isfinite(self.detection_limit):
-            return "g.d is 0" if self.slope == 0 else "unknown"
-        return f"{self.detection_limit / abs(self.slope):.1e} of |g.d|"
-
     def to_dict(self) -> dict:
         """Everything as JSON-serialisable values (NaN and inf as None)."""
+        from .views.json import taylor_dict
 
-        def num(v: float) -> float | None:
-            v = float(v)
-            return v if math.isfinite(v) else None
+        return taylor_dict(self)
 
-        def arr(a: np.ndarray) -> list:
-            return [num(v) for v in a.tolist()]
-
-        return {
-            "rate": num(self.rate), "passed": bool(self.passed), "stderr": num(self.stderr),
-            "residuals": arr(self.residuals), "steps": arr(self.steps),
-            "used": [bool(u) for u in self.used], "floor": arr(self.floor),
-            "direction_norm": num(np.linalg.norm(self.direction)),
-            "slope": num(self.slope), "j0": num(self.j0),
-            "detection_limit": num(self.detection_limit), "note": self.note,
-            "evaluations": int(self.evaluations), "seed": self.seed,
-        }
-
-    def plot(self, title: str | None = None):
+    def plot(self, title: str | None = None) -> Any:
         """The remainders against h on log-log axes, with the fit and slopes 1 and 2.
 
-        Needs matplotlib (the ``plot`` extra). Builds a ``matplotlib.figure.Figure``
-        directly: no pyplot, no display; ``fig.savefig(path)`` works anywhere.
+        Needs matplotlib (the ``plot`` extra). Returns a ``matplotlib.figure.Figure``
+        (no pyplot, no display) that Jupyter shows as an image; ``fig.savefig(path)``
+        works anywhere. See ``fastcheck.views.plot.plot_taylor``.
 
         Parameters
         ----------
@@ -218,33 +162,9 @@ class TaylorResult:
         -------
         matplotlib.figure.Figure
         """
-        try:
-            from matplotlib.figure import Figure
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError('TaylorResult.plot() needs matplotlib: pip install '
-                              '"fastcheck[plot]" (or pip install matplotlib)') from exc
-        fig = Figure(figsize=(6.0, 4.2), layout="constrained")
-        ax = fig.add_subplot()
-        h, r = self.steps, self.residuals
-        shown = np.isfinite(r) & (r > 0)
-        ax.loglog(h[shown], r[shown], "o", color="#9e9e9e", ms=4, label="r(h)")
-        used = self.used & shown
-        ax.loglog(h[used], r[used], "o", color="#1f77b4", ms=5, label="in the fit")
-        ax.loglog(h, self.floor, ":", color="#6d4c41", lw=1, label="roundoff floor")
-        if np.any(used):
-            k = int(np.flatnonzero(used)[-1])
-            for p, colour in ((2.0, "#2e7d32"), (1.0, "#c62828")):
-                ax.loglog(h, r[k] * (h / h[k]) ** p, "--", color=colour, lw=0.8,
-                          label=f"slope {p:g}")
-        ax.set_xlabel("step h")
-        ax.set_ylabel("|J(θ+hd) − J(θ) − h g·d|")
-        ax.set_ylim(bottom=max(float(np.min(self.floor)) / 10, 1e-300))
-        if title is None:
-            rate = f"{self.rate:.2f}" if math.isfinite(self.rate) else "n/a"
-            title = f"Taylor test {'PASS' if self.passed else 'FAIL'}: rate {rate}"
-        ax.set_title(title)
-        ax.legend(fontsize="small")
-        return fig
+        from .views.plot import plot_taylor
+
+        return plot_taylor(self, title)
 
 
 # -- the plan ---------------------------------------------------------------------------
@@ -369,6 +289,8 @@ def _fit(h: np.ndarray, r: np.ndarray, floor: np.ndarray
 def _regress(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     if x.shape[0] == 2:
         return float((y[0] - y[1]) / (x[0] - x[1])), math.nan
+    import scipy.stats
+
     fit = scipy.stats.linregress(x, y)
     return float(fit.slope), float(fit.stderr)
 

@@ -293,11 +293,12 @@ rest in proportion to block size. The sample is reproducible: `report.seed`.""")
                   sample=0.01, seed=0)
 print(report.summary())"""),
     ("md", """The confidence sentence is an exact (Clopper–Pearson) upper bound on the fraction of *all*
-components that would fail, computed with `scipy.stats.beta`:"""),
+components that would fail (`report.failure_rate_bound`; per block on `report.blocks` and in
+`report.stats["failure_rate_bound"]`), the quantile of `scipy.stats.beta`:"""),
     ("code", """from scipy import stats
 
 k, n = len(report.failed), report.n_checked
-print(report.failure_rate_bound["overall"], stats.beta.ppf(0.95, k + 1, n - k))"""),
+print(report.failure_rate_bound, stats.beta.ppf(0.95, k + 1, n - k))"""),
     ("md", """## Adaptive sampling
 
 `sample="auto"` keeps checking random chunks until a failure is confirmed or the bound on

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.linalg.cython_blas  # noqa: F401
 
 from fastcheck.models import make_mlp
+
+# ``import fastcheck`` no longer imports scipy.stats/scipy.linalg, so SciPy's OpenBLAS (the
+# one numba's np.dot calls) is first loaded by the first njit check. Load it here, before
+# any test records the BLAS thread limits it expects to find restored (test_hostile):
+# a library loaded during a check is not a limit left changed.
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,8 @@ import math
 import numpy as np
 import pytest
 
+import fastcheck as fc
 from fastcheck import _steps
-from fastcheck._analysis import enrich
 from fastcheck._inputs import prepare
 from fastcheck.directional import LEAF_SIZE, MAX_FAILURES_PER_BLOCK, run_directional
 from fastcheck.errors import CostEvaluationError
@@ -77,10 +77,12 @@ def test_report_fields_of_a_directional_run(mlp_l_one_element):
     assert "8 random Rademacher directions" in reason
     assert f"{report.evaluations:,} cost evaluations" in reason
     assert "detection power" in reason and "218,774" in reason
-    # the core's enrichment accepts it, and everything serialises
-    enriched = enrich(report, problem.theta[report.indices], 0.95)
-    json.dumps(enriched.to_dict())
-    assert "W2[1, 3]" in enriched.summary()
+    # built by the one constructor: statistics and hints on demand, everything serialises
+    assert report.mode == "directional" and report.failure_rate_bound is None
+    assert report.stats["failure_rate_bound"] is None
+    json.dumps(report.to_dict(), allow_nan=False)
+    assert "W2[1, 3]" in report.summary()
+    assert report.summary().startswith("fastcheck FAIL (directional):")
 
 
 # -- no false alarms ------------------------------------------------------------------------
@@ -299,3 +301,68 @@ def test_error_spread_below_the_component_tolerance_warns_but_never_fails():
             assert "no single component could be blamed" in report.stop_reason
             assert any(b.verdict == "warn" for b in report.blocks)
     assert "warn" in verdicts
+
+
+# -- what a passing directional check could have missed (issue 11, item 8) --------------------
+@pytest.fixture(scope="module")
+def mlp_l():
+    return make_mlp("L", seed=0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_passing_directional_report_states_an_error_it_could_miss(mlp_l, seed):
+    # W2[1, 3] off by 0.1 % of its value (1.2e-5): a full check fails it, the directions
+    # do not see it; the report must say that an error of that size could go undetected.
+    m = mlp_l
+    g = m.grad(m.theta, *m.args)
+    k = m.layout.offset_of("W2") + int(np.ravel_multi_index((1, 3), m.layout.shape_of("W2")))
+    wrong = g.copy()
+    wrong[k] *= 1.001
+    error = abs(wrong[k] - g[k])
+    report = fc.check(m.cost, wrong, m.theta, m.args, layout=m.layout, mode="directional",
+                      seed=seed)
+    assert report.passed and report.evaluations <= 50
+    d = report.directional
+    assert d.probability == 0.95 and d.gradient_norm == pytest.approx(np.linalg.norm(g))
+    assert d.detection_limit * d.gradient_norm > error  # it honestly could have missed it
+    assert d.detection_limit <= d.guaranteed_limit
+    head = report.summary().splitlines()[0]
+    assert head.startswith("fastcheck PASS (directional): ")
+    assert f"a single-component error below {d.detection_limit:.1e}·|g| could go " \
+           f"undetected (p=0.95" in head
+    html = report._repr_html_()
+    assert "PASS (directional)</span>" in html and "could go undetected" in html
+
+
+def test_an_error_above_the_stated_limit_is_found(mlp_l):
+    # 1 % (1.2e-4) is above the guaranteed limit of a clean run: the directions find it
+    m = mlp_l
+    g = m.grad(m.theta, *m.args)
+    clean = fc.check(m.cost, g, m.theta, m.args, layout=m.layout, mode="directional", seed=0)
+    assert clean.passed and clean.failure_rate_bound is None
+    k = m.layout.offset_of("W2") + int(np.ravel_multi_index((1, 3), m.layout.shape_of("W2")))
+    wrong = g.copy()
+    wrong[k] += 4 * clean.directional.guaranteed_limit * clean.directional.gradient_norm
+    report = fc.check(m.cost, wrong, m.theta, m.args, layout=m.layout, mode="directional",
+                      seed=0)
+    assert not report.passed and [m.layout.label(int(i)) for i in report.failed] == ["W2[1, 3]"]
+    assert "could go undetected" not in report.headline()
+
+
+@pytest.mark.parametrize("option", [{"backend": "numba"}, {"backend": "threads"},
+                                    {"threads": 2}, {"client": object()},
+                                    {"sample": 0.5}, {"max_failures": 1}])
+def test_directional_mode_refuses_options_it_cannot_honour(option):
+    theta = np.linspace(0.1, 1.0, 10)
+    with pytest.raises(ValueError, match=r'mode="directional".*cannot honour') as info:
+        fc.check(lambda x: float(np.sum(np.sin(x))), np.cos, theta, mode="directional",
+                 **option)
+    assert f"{next(iter(option))}=" in str(info.value)
+
+
+def test_directional_mode_honours_progress_and_serial(capsys):
+    theta = np.linspace(0.1, 1.0, 10)
+    report = fc.check(lambda x: float(np.sum(np.sin(x))), np.cos, theta, mode="directional",
+                      backend="serial", threads=1, progress=True, seed=0)
+    assert report.passed and report.backend == "serial"
+    assert "eval" in capsys.readouterr().err  # the bar counted cost evaluations

@@ -1,4 +1,4 @@
-"""report.plot() (a matplotlib Figure, no display) and report._repr_html_()."""
+"""report.plot() (a matplotlib Figure that Jupyter shows as an image) and _repr_html_()."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def test_plot_of_a_sampled_check_with_many_points(tmp_path):
 
 
 def test_importing_the_plot_module_does_not_import_matplotlib():
-    code = "import fastcheck.plot, sys; print('matplotlib' in sys.modules)"
+    code = "import fastcheck.views.plot, sys; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
@@ -99,3 +99,47 @@ def test_html_of_a_passing_and_of_a_sampled_check(passing):
                        sample=300, seed=0)
     text = sampled._repr_html_()
     assert "0 of 300 sampled components failed" in text and "fail ≤ (95%)" in text
+
+
+# -- pictures people see ---------------------------------------------------------------------
+def test_the_figure_renders_as_png_for_jupyter_without_pyplot(failing):
+    code = ("import sys, numpy as np, fastcheck as fc\n"
+            "r = fc.check(lambda x: float(np.sum(x**2)), lambda x: 3 * x, np.ones(3))\n"
+            "fig = r.plot()\n"
+            "from IPython.core.formatters import PNGFormatter\n"
+            "png = PNGFormatter()(fig)\n"
+            "print('matplotlib.pyplot' in sys.modules, png[:8] == b'\\x89PNG\\r\\n\\x1a\\n')")
+    pytest.importorskip("IPython")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["False", "True"]  # no pyplot, and still an image
+    data = failing.plot()._repr_png_()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
+
+def test_the_one_element_bug_stands_out():
+    from fastcheck.models import make_mlp
+
+    m = make_mlp("S", bug="one-element", seed=0)
+    report = fc.check(m.cost, m.grad, m.theta, m.args, layout=m.layout, seed=0,
+                      backend="serial")
+    fig = report.plot()
+    w2 = next(i for i, b in enumerate(report.blocks) if b.name == "W2")
+    hist, scatter = fig.axes[2 * w2], fig.axes[2 * w2 + 1]
+    assert hist.get_yscale() == "log"  # one count among 128 is a visible bar
+    labels = [t.get_text() for t in scatter.texts]
+    assert labels == ["W2[1, 3]"]  # the failing component is named on the scatter
+    fail_points = [c for c in scatter.collections if c.get_label() == "fail"]
+    assert len(fail_points) == 1 and len(fail_points[0].get_offsets()) == 1
+    ok_points = next(c for c in scatter.collections if c.get_label() == "ok")
+    assert fail_points[0].get_sizes()[0] > ok_points.get_sizes()[0]  # its own marker size
+    assert not np.allclose(fail_points[0].get_facecolor(), ok_points.get_facecolor())
+    for i, _ in enumerate(report.blocks):
+        if i != w2:
+            assert len(fig.axes[2 * i + 1].texts) == 0  # nothing to label where nothing fails
+
+
+def test_taylor_plot_renders_as_png():
+    result = fc.taylor_test(lambda x: float(np.sum(np.sin(x))), np.cos,
+                            np.array([0.1, 0.2, 0.3]), seed=0)
+    assert result.plot()._repr_png_()[:4] == b"\x89PNG"

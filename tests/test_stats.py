@@ -88,6 +88,7 @@ def test_report_stats_are_json_serialisable_and_consistent():
     cost, grad, params = quadratic()
     report = fc.check(cost, grad, params, seed=0)
     assert report.failure_rate_bound is None  # a full check
+    assert all(b.failure_rate_bound is None for b in report.blocks)
     json.dumps(report.to_dict(), allow_nan=False)
     stats = report.stats
     assert set(stats["blocks"]) == set(params)
@@ -144,9 +145,13 @@ def test_failure_rate_bound_per_block_and_complete_blocks():
 def test_sampled_check_reports_the_bound_and_says_it_in_words():
     cost, grad, params = quadratic(n_blocks=2, size=500)
     report = fc.check(cost, grad, params, sample=200, seed=1, confidence=0.99)
-    bound = report.failure_rate_bound
-    assert bound["overall"] == pytest.approx(clopper_pearson_upper(0, 200, 0.99))
+    assert isinstance(report.failure_rate_bound, float)  # API.md: a float over all N
+    assert report.failure_rate_bound == pytest.approx(clopper_pearson_upper(0, 200, 0.99))
+    bound = report.stats["failure_rate_bound"]  # the bounds in full
+    assert bound["overall"] == report.failure_rate_bound
     assert set(bound["blocks"]) == {"w0", "w1"}
+    for b in report.blocks:
+        assert b.failure_rate_bound == bound["blocks"][b.name]
     sentence = ("0 of 200 sampled components failed: with 99% confidence at most 2.3% of the "
                 "1,000 components are wrong")
     assert sentence in report.summary()
@@ -160,7 +165,7 @@ def test_l_size_sentence_matches_clopper_pearson():
     report = fc.check(lambda x: 0.5 * float(x @ x), lambda x: x.copy(), theta,
                       layout=layout, sample=2000, seed=1)
     assert report.passed
-    assert report.failure_rate_bound["overall"] == pytest.approx(1 - 0.05 ** (1 / 2000))
+    assert report.failure_rate_bound == pytest.approx(1 - 0.05 ** (1 / 2000))
     assert ("0 of 2,000 sampled components failed: with 95% confidence at most 0.15% of the "
             "109,386 components are wrong") in report.summary()
 
@@ -169,11 +174,14 @@ def test_sampled_failures_are_counted_in_the_bound():
     model = make_mlp("M", bug="bias-factor-2", seed=0)
     report = fc.check(model.cost, model.grad, model.theta, model.args, layout=model.layout,
                       sample=400, seed=0, backend="serial")
-    bound = report.failure_rate_bound
+    bound = report.stats["failure_rate_bound"]
     b1 = next(b for b in report.blocks if b.name == "b1")
     assert bound["n_failed"] == len(report.failed) > 0
     assert bound["blocks"]["b1"] == pytest.approx(
         clopper_pearson_upper(b1.n_failed, b1.n_checked, 0.95))
+    assert b1.failure_rate_bound == bound["blocks"]["b1"]
+    assert report.failure_rate_bound == pytest.approx(
+        clopper_pearson_upper(len(report.failed), report.n_checked, 0.95))
 
 
 # -- the summary -----------------------------------------------------------------------------
