@@ -19,6 +19,9 @@ from ._plan import DEFAULT_CHUNK
 #: The first chunk is small so that an early failure is reported quickly; chunks then
 #: double up to DEFAULT_CHUNK.
 FIRST_CHUNK = 256
+#: At most this many kink suspects per chunk are confirmed off the kink (each costs two
+#: gradient and four cost evaluations); the rest stay failures.
+MAX_CONFIRMATIONS = 32
 
 StopRule = Callable[[int, int], "str | None"]
 
@@ -90,6 +93,8 @@ def _judge_chunk(runner, problem, t: Targets, pos: np.ndarray, rtol: float, meth
 
     outcome = _verdict.reexamine(analytic[suspect], t.theta_at[sp], t.h[sp], sub, problem.j0,
                                  rtol, evaluate)
+    if np.any(outcome.off_hull):
+        confirm_off_kink(runner, problem, t.indices[sp], t.theta_at[sp], outcome, rtol)
     if method == "complex":
         # The complex step has no roundoff or truncation to re-examine: only a kink (which
         # central differences detect) excuses a suspect; its exact value is kept otherwise.
@@ -100,6 +105,41 @@ def _judge_chunk(runner, problem, t: Targets, pos: np.ndarray, rtol: float, meth
     kinds[suspect] = outcome.kinds
     numeric[suspect] = outcome.numeric
     return numeric, kinds
+
+
+def confirm_off_kink(runner, problem, indices: np.ndarray, theta_at: np.ndarray,
+                     outcome: _verdict.Reexamination, rtol: float) -> None:
+    """Turn ``off_hull`` failures into kinks when the gradient is right on both sides.
+
+    For each such component (at most ``MAX_CONFIRMATIONS`` per call) the gradient function
+    is evaluated at ``theta +- d e_i``, ``d`` the step at which the kink was seen, and its
+    i-th entry compared with the central difference of step ``d/4`` there (which does not
+    reach back to the kink). ``outcome`` is updated in place. Without a gradient function
+    (an array ``grad``) nothing is confirmed. Every gradient call counts as an evaluation.
+    """
+    analytic_at = getattr(problem, "analytic_at", None)
+    todo = np.flatnonzero(outcome.off_hull)[:MAX_CONFIRMATIONS]
+    if todo.size == 0 or analytic_at is None or not problem.has_grad_function:
+        return
+    idx, th, d = indices[todo], theta_at[todo], outcome.steps[todo]
+    centres = np.concatenate([th + d, th - d])
+    quarter = np.concatenate([d, d]) / 4
+    both = np.concatenate([idx, idx])
+    xp, xm = centres + quarter, centres - quarter
+    jp, jm = runner.evaluate(both, xp, xm)
+    diffs = _verdict.Differences(jp, jm, xp, xm)
+    numeric = diffs.numeric()
+    analytic = np.empty_like(numeric)
+    for k, (i, c) in enumerate(zip(both.tolist(), centres.tolist())):
+        analytic[k] = analytic_at(i, c)
+    runner.evaluations += both.size  # the gradient calls
+    with np.errstate(invalid="ignore"):
+        agree = (np.abs(analytic - numeric)
+                 <= rtol * (np.abs(analytic) + np.abs(numeric)) + 2 * diffs.roundoff(problem.j0))
+    agree &= np.isfinite(analytic) & np.isfinite(numeric)
+    confirmed = agree[: todo.size] & agree[todo.size:]
+    outcome.kinds[todo[confirmed]] = _verdict.KINK
+    outcome.off_hull[todo[confirmed]] = False
 
 
 def run(runner, problem, targets: Targets, rtol: float, order: np.ndarray,
