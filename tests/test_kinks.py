@@ -247,3 +247,41 @@ def test_small_steps_grow_and_optimal_ones_shrink():
     assert list(_verdict.step_factors(theta, auto)) == [0.25] * 3
     assert list(_verdict.step_factors(theta, np.full(3, 1e-7))) == [4.0] * 3
     assert list(_verdict.step_factors(theta, np.full(3, 1e-4))) == [0.25, 0.25, 4.0]
+
+
+def test_confirmation_with_grad_true():
+    params, args = _interacting(0)
+
+    def cost_and_grad(p, *a):
+        return _models.cost(p, *a), _models.backward(p, *a)
+
+    assert fc.check(cost_and_grad, True, params, args).passed
+
+    def wrong(p, *a):
+        g = _models.backward(p, *a)
+        g["dW1"] = g["dW1"].copy()
+        g["dW1"][0, 3] += 0.05
+        return _models.cost(p, *a), g
+
+    report = fc.check(wrong, True, params, args)
+    assert [w.index for w in report.worst(5) if w.kind == "fail"] == [(0, 3)]
+
+
+def test_confirmation_on_the_numba_backend():
+    import numba
+
+    @numba.njit
+    def cost(x):  # three kinks at 0 moved at once by x[0]: slopes 1 + 2 - 0.5 and 0
+        return (max(x[0], 0.0) + max(2 * x[0], 0.0) + max(-0.5 * x[0], 0.0) * -1.0
+                + x[1] ** 2)
+
+    def grad(x):  # backprop's choice: every unit off at exactly 0
+        z = x[0]
+        return np.array([(z > 0) * 3.0 + (z < 0) * 0.5, 2 * x[1]])
+
+    theta = np.array([0.0, 0.7])
+    report = fc.check(cost, grad, theta, backend="numba")
+    assert report.backend == "numba" and report.passed, report.summary()
+    assert report.kinds[0] == "kink"
+    bad = fc.check(cost, lambda x: grad(x) + np.array([0.2, 0.0]), theta, backend="numba")
+    assert not bad.passed and list(bad.failed) == [0]
