@@ -111,16 +111,16 @@ def confirm_off_kink(runner, problem, indices: np.ndarray, theta_at: np.ndarray,
                      outcome: _verdict.Reexamination, rtol: float) -> None:
     """Turn ``off_hull`` failures into kinks when the gradient is right on both sides.
 
-    For each such component (at most ``MAX_CONFIRMATIONS`` per call) the gradient function
-    is evaluated at ``theta +- d e_i``, ``d`` the step at which the kink was seen, and its
-    i-th entry compared with the central difference of step ``d/4`` there (which does not
-    reach back to the kink). ``outcome`` is updated in place. Without a gradient function
+    For each such component (the caller passes at least one; at most ``MAX_CONFIRMATIONS``
+    per call) the gradient function is evaluated at ``theta +- d e_i``, ``d`` the step at
+    which the kink was seen, and its i-th entry compared with the central difference of
+    step ``d/4`` there (which does not reach back to the kink). ``outcome.kinds`` is
+    updated in place. Without a gradient function
     (an array ``grad``) nothing is confirmed. Every gradient call counts as an evaluation.
     """
-    analytic_at = getattr(problem, "analytic_at", None)
-    todo = np.flatnonzero(outcome.off_hull)[:MAX_CONFIRMATIONS]
-    if todo.size == 0 or analytic_at is None or not problem.has_grad_function:
+    if not problem.has_grad_function:
         return
+    todo = np.flatnonzero(outcome.off_hull)[:MAX_CONFIRMATIONS]
     idx, th, d = indices[todo], theta_at[todo], outcome.steps[todo]
     centres = np.concatenate([th + d, th - d])
     quarter = np.concatenate([d, d]) / 4
@@ -131,15 +131,13 @@ def confirm_off_kink(runner, problem, indices: np.ndarray, theta_at: np.ndarray,
     numeric = diffs.numeric()
     analytic = np.empty_like(numeric)
     for k, (i, c) in enumerate(zip(both.tolist(), centres.tolist())):
-        analytic[k] = analytic_at(i, c)
+        analytic[k] = problem.analytic_at(i, c)
     runner.evaluations += both.size  # the gradient calls
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, which agrees with nothing
         agree = (np.abs(analytic - numeric)
                  <= rtol * (np.abs(analytic) + np.abs(numeric)) + 2 * diffs.roundoff(problem.j0))
-    agree &= np.isfinite(analytic) & np.isfinite(numeric)
     confirmed = agree[: todo.size] & agree[todo.size:]
     outcome.kinds[todo[confirmed]] = _verdict.KINK
-    outcome.off_hull[todo[confirmed]] = False
 
 
 def run(runner, problem, targets: Targets, rtol: float, order: np.ndarray,

@@ -73,6 +73,23 @@ def test_first_pass_tolerance_is_rtol_scale_plus_roundoff():
     assert _verdict.first_pass(np.array([np.inf]), inf, 0.0, 0.1)[0]
 
 
+def test_first_pass_counts_the_roundoff_floor_and_its_boundary():
+    d = _diffs(1.0, -1.0, 1.0, -1.0)  # numeric 1, floor 32 eps exactly
+    assert d.roundoff(0.0)[0] == 32 * EPS
+    a = np.array([1.0 + 32 * EPS, 1.0 + 34 * EPS, 1.0 - 32 * EPS])
+    assert list(_verdict.first_pass(a, _diffs([1.0] * 3, [-1.0] * 3, [1.0] * 3, [-1.0] * 3),
+                                     0.0, 0.0)) == [False, True, False]
+
+
+def test_first_pass_is_quiet_on_infinities():
+    import warnings
+
+    d = _diffs(np.inf, 0.0, 1.0, -1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _verdict.first_pass(np.array([np.inf]), d, 0.0, 1e-5)[0]
+
+
 # -- direction of re-examination and the hull ------------------------------------------------
 def test_step_factor_boundary():
     optimal = _steps.AUTO_RELATIVE_STEP * np.array([1.0, 2.0])
@@ -168,6 +185,7 @@ def test_kink_outside_the_hull_is_a_failure_marked_off_hull(value):
 def test_kink_inside_the_hull_is_a_kink(value):
     out, _ = _examine(abs, value)
     assert out.kinds[0] == "kink" and not out.off_hull[0]
+    assert out.off_hull.dtype == bool
 
 
 def test_nonfinite_first_pass_and_level():
@@ -316,3 +334,39 @@ def test_complex_method_keeps_exact_values_and_only_kinks_excuse():
     state = _driver.run(runner, p, _targets(p), 1e-9, np.arange(2), method="complex")
     assert list(state.kinds) == ["fail", "kink"]
     assert state.numeric[0] == 3.0  # the complex step's exact value, not a re-examined one
+
+
+def _piecewise(left, right):
+    def cost(x):
+        return float(np.sum(np.where(x > 0, right * x, left * x)))
+    return cost
+
+
+def test_confirmation_looks_at_both_sides():
+    def grad(x):  # right on the right, wrong on the left, outside the hull at the kink
+        return np.where(x > 0, 3.0, np.where(x < 0, 1.5, 0.0))
+
+    p = _problem(_piecewise(1.0, 3.0), grad, np.zeros(1))
+    state = _driver.run(SerialBackend(p), p, _targets(p), 1e-5, np.arange(1))
+    assert list(state.kinds) == ["fail"]
+
+
+def test_confirmation_with_a_flat_side_has_no_tolerance_to_spare():
+    # J = min(x, 0): on the right J is exactly 0, so the roundoff floor is 0 and only an
+    # exact 0 agrees there
+    def grad(x):
+        return np.where(x > 0, 0.0, np.where(x < 0, 1.0, 5.0))
+
+    p = _problem(_piecewise(1.0, 0.0), grad, np.zeros(1))
+    state = _driver.run(SerialBackend(p), p, _targets(p), 1e-5, np.arange(1))
+    assert list(state.kinds) == ["kink"]
+
+
+def test_confirmation_tolerance_is_relative_to_the_gradient():
+    def grad(x, off):  # 1e-7 relative off the kink: within rtol=1e-5
+        return np.where(x > 0, 300.0 * (1 + off), np.where(x < 0, 100.0, 0.0))
+
+    for off, kind in ((1e-7, "kink"), (1e-3, "fail")):
+        p = _problem(_piecewise(100.0, 300.0), lambda x, off=off: grad(x, off), np.zeros(1))
+        state = _driver.run(SerialBackend(p), p, _targets(p), 1e-5, np.arange(1))
+        assert list(state.kinds) == [kind], off
