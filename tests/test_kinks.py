@@ -244,9 +244,9 @@ def test_a_real_bug_at_the_course_step_still_fails():
 def test_small_steps_grow_and_optimal_ones_shrink():
     theta = np.array([0.0, 3.0, -1e4])
     auto = _steps.nominal_steps(theta, "auto")
-    assert list(_verdict.step_factors(theta, auto)) == [0.25] * 3
-    assert list(_verdict.step_factors(theta, np.full(3, 1e-7))) == [4.0] * 3
-    assert list(_verdict.step_factors(theta, np.full(3, 1e-4))) == [0.25, 0.25, 4.0]
+    assert list(_verdict.grows(theta, auto)) == [False] * 3
+    assert list(_verdict.grows(theta, np.full(3, 1e-7))) == [True] * 3
+    assert list(_verdict.grows(theta, np.full(3, 1e-4))) == [False, False, True]
 
 
 def test_confirmation_with_grad_true():

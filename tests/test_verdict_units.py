@@ -91,13 +91,20 @@ def test_first_pass_is_quiet_on_infinities():
 
 
 # -- direction of re-examination and the hull ------------------------------------------------
-def test_step_factor_boundary():
+def test_step_grows_below_half_the_optimal_step():
     optimal = _steps.AUTO_RELATIVE_STEP * np.array([1.0, 2.0])
     theta = np.array([0.5, -2.0])
     at = _verdict.GROW_BELOW * optimal
-    assert list(_verdict.step_factors(theta, at)) == [0.25, 0.25]
-    assert list(_verdict.step_factors(theta, at * (1 - 1e-12))) == [4.0, 4.0]
-    assert list(_verdict.step_factors(theta, -at * 0.5)) == [4.0, 4.0]  # |h|
+    assert _verdict.GROW_BELOW == 0.5
+    assert list(_verdict.grows(theta, at)) == [False, False]
+    assert list(_verdict.grows(theta, at * (1 - 1e-12))) == [True, True]
+    assert list(_verdict.grows(theta, -at * 0.5)) == [True, True]  # |h|
+
+
+def test_truncation_factors_are_richardsons():
+    central, slope = _verdict.truncation_factors(np.array([False, True]))
+    np.testing.assert_allclose(central, [1 / 15, 16 / 15], rtol=1e-15)
+    np.testing.assert_allclose(slope, [1 / 3, 4 / 3], rtol=1e-15)
 
 
 @pytest.mark.parametrize(("left", "right"), [(-1.0, 1.0), (1.0, -1.0)])
@@ -191,7 +198,9 @@ def test_kink_inside_the_hull_is_a_kink(value):
 def test_nonfinite_first_pass_and_level():
     out, rec = _examine(lambda x: np.inf if x > 0 else x, 1.0)
     assert out.kinds[0] == "nonfinite" and rec.calls == []
-    out, rec = _examine(lambda x: np.nan if abs(x) < 5e-4 and x != 0 else x, 3.0)
+    out, rec = _examine(lambda x: np.nan if 0 < x < 5e-4 else x, 3.0)  # one side only
+    assert out.kinds[0] == "nonfinite" and len(rec.calls) == 1
+    out, rec = _examine(lambda x: -np.inf if -5e-4 < x < 0 else x, 3.0)
     assert out.kinds[0] == "nonfinite" and len(rec.calls) == 1
     out, _ = _examine(lambda x: x, np.nan)
     assert out.kinds[0] == "nonfinite"
@@ -370,3 +379,28 @@ def test_confirmation_tolerance_is_relative_to_the_gradient():
         p = _problem(_piecewise(100.0, 300.0), lambda x, off=off: grad(x, off), np.zeros(1))
         state = _driver.run(SerialBackend(p), p, _targets(p), 1e-5, np.arange(1))
         assert list(state.kinds) == [kind], off
+
+
+def test_infinities_at_a_level_are_nonfinite_and_quiet():
+    import warnings
+
+    def f(x):
+        return np.inf * np.sign(x) if 0 < abs(x) < 5e-4 else x
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, rec = _examine(f, 3.0)
+    assert out.kinds[0] == "nonfinite" and len(rec.calls) == 1
+
+
+def test_a_growing_step_tells_a_smooth_curvature_from_a_kink():
+    # J = 1e6 x^2 near x = 1e-3 at a step of 1e-9 (grown to 4e-9, 1.6e-8): the one-sided
+    # slopes differ by J'' h, which grows with the step: no kink, so a wrong value fails
+    # as a plain failure, also inside the (curvature-wide) hull
+    def f(x):
+        return 1e6 * x * x
+
+    for wrong in (2e3 + 1.0, 2e3 + 2e-3):
+        out, rec = _examine(f, wrong, theta=1e-3, h=1e-9, rtol=1e-9)
+        assert rec.calls[0][1][0] - 1e-3 == pytest.approx(4e-9, rel=1e-6)
+        assert out.kinds[0] == "fail" and not out.off_hull[0], wrong
