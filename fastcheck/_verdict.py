@@ -84,12 +84,33 @@ class Differences:
             left = (j0 - self.j_minus) / (theta_at - self.x_minus)
         return left, right
 
-    def one_sided_jump(self, theta_at: np.ndarray, j0: float) -> tuple[np.ndarray, np.ndarray]:
-        """``|right - left|`` (shrinks like h for smooth J, stays at a kink) and
-        ``|right| + |left|``."""
-        left, right = self.slopes(theta_at, j0)
-        with np.errstate(invalid="ignore", over="ignore"):
-            return np.abs(right - left), np.abs(right) + np.abs(left)
+
+@dataclass
+class Level:
+    """What one step tells about each component: the central difference, the one-sided
+    slopes and the roundoff floor."""
+
+    numeric: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    noise: np.ndarray
+
+    @classmethod
+    def of(cls, d: Differences, theta_at: np.ndarray, j0: float) -> Level:
+        left, right = d.slopes(theta_at, j0)
+        return cls(d.numeric(), left, right, d.roundoff(j0))
+
+    def at(self, idx: np.ndarray) -> Level:
+        return Level(self.numeric[idx], self.left[idx], self.right[idx], self.noise[idx])
+
+    def put(self, idx: np.ndarray, other: Level) -> None:
+        for name in ("numeric", "left", "right", "noise"):
+            getattr(self, name)[idx] = getattr(other, name)
+
+    def jump(self) -> np.ndarray:
+        """``|right - left|``: shrinks like h for a smooth J, stays at a kink."""
+        with np.errstate(invalid="ignore"):
+            return np.abs(self.right - self.left)
 
 
 def relative_errors(analytic: np.ndarray, numeric: np.ndarray) -> np.ndarray:
@@ -138,6 +159,45 @@ def in_hull(analytic, left, right, noise, truncation, rtol: float) -> np.ndarray
 
 
 @dataclass
+class LevelTests:
+    """The comparisons made at one level (boolean arrays over components)."""
+
+    matches: np.ndarray  # the central difference agrees with the analytic value
+    kink: np.ndarray  # the one-sided slopes stay apart from one step to the next
+    consistent: np.ndarray  # the central difference is stable across the two steps
+    hull: np.ndarray  # the analytic value lies in the hull of the one-sided slopes
+
+
+def judge_level(a: np.ndarray, cur: Level, prev: Level, grow: np.ndarray,
+                rtol: float) -> LevelTests:
+    """Compare the analytic values ``a`` with the level ``cur`` (previous step: ``prev``).
+
+    - matches: ``|a - n| <= rtol (|a| + |n|) + noise + truncation of n``;
+    - kink: ``|r - l| > rtol (|r| + |l|) + 4 noise`` and the jump at the smaller of the two
+      steps is at least half the jump at the larger (a smooth J's jump scales with h);
+    - consistent: the central differences of both steps agree within
+      ``rtol (|a| + |n|) + 2 noise``;
+    - hull: :func:`in_hull`, the slopes' truncation estimated from their change.
+    """
+    central_trunc, slope_trunc = truncation_factors(grow)
+    with np.errstate(invalid="ignore", over="ignore"):
+        n = cur.numeric
+        scale = np.abs(a) + np.abs(n)
+        spread = np.abs(prev.numeric - n)
+        matches = np.abs(a - n) <= rtol * scale + cur.noise + spread * central_trunc
+        jump, prev_jump = cur.jump(), prev.jump()
+        small_jump = np.where(grow, prev_jump, jump)
+        large_jump = np.where(grow, jump, prev_jump)
+        slopes = np.abs(cur.left) + np.abs(cur.right)
+        kink = (jump > rtol * slopes + 4 * cur.noise) & (small_jump >= 0.5 * large_jump)
+        consistent = spread <= rtol * scale + 2 * cur.noise
+        truncation = slope_trunc * np.maximum(np.abs(cur.left - prev.left),
+                                              np.abs(cur.right - prev.right))
+    return LevelTests(matches, kink, consistent,
+                      in_hull(a, cur.left, cur.right, cur.noise, truncation, rtol))
+
+
+@dataclass
 class Reexamination:
     """Outcome for the suspects.
 
@@ -183,14 +243,11 @@ def reexamine(analytic, theta_at, h, first: Differences, j0: float, rtol: float,
     numeric = first.numeric()
     finite0 = np.isfinite(analytic) & np.isfinite(first.j_plus) & np.isfinite(first.j_minus)
     kinds[~finite0] = NONFINITE
-    prev_numeric = numeric.copy()
-    prev_jump, _ = first.one_sided_jump(theta_at, j0)
-    prev_left, prev_right = first.slopes(theta_at, j0)
+    prev = Level.of(first, theta_at, j0)
     step = h.copy()
     steps = h.copy()
     grow = grows(theta_at, h)
     factor = np.where(grow, SHRINK, 1.0 / SHRINK)
-    central_trunc, slope_trunc = truncation_factors(grow)
     for _level in range(LEVELS):
         open_ = np.flatnonzero(kinds == "")
         if open_.size == 0:
@@ -199,39 +256,20 @@ def reexamine(analytic, theta_at, h, first: Differences, j0: float, rtol: float,
         steps[open_] = step[open_]
         xp, xm = theta_at[open_] + step[open_], theta_at[open_] - step[open_]
         jp, jm = evaluate(open_, xp, xm)
-        cur = Differences(jp, jm, xp, xm)
-        n_cur = cur.numeric()
-        a = analytic[open_]
+        cur = Level.of(Differences(jp, jm, xp, xm), theta_at[open_], j0)
+        t = judge_level(analytic[open_], cur, prev.at(open_), grow[open_], rtol)
         finite = np.isfinite(jp) & np.isfinite(jm)
-        noise = cur.roundoff(j0)
-        scale = np.abs(a) + np.abs(n_cur)
-        spread = np.abs(prev_numeric[open_] - n_cur)
-        jump, slopes = cur.one_sided_jump(theta_at[open_], j0)
-        left, right = cur.slopes(theta_at[open_], j0)
-        g = grow[open_]
-        with np.errstate(invalid="ignore", over="ignore"):
-            matches = np.abs(a - n_cur) <= rtol * scale + noise + spread * central_trunc[open_]
-            small_jump = np.where(g, prev_jump[open_], jump)
-            large_jump = np.where(g, jump, prev_jump[open_])
-            kink = (jump > rtol * slopes + 4 * noise) & (small_jump >= 0.5 * large_jump)
-            consistent = spread <= rtol * scale + 2 * noise
-            truncation = np.maximum(np.abs(left - prev_left[open_]),
-                                    np.abs(right - prev_right[open_])) * slope_trunc[open_]
-        hull = in_hull(a, left, right, noise, truncation, rtol)
+        live = finite & ~t.matches
         decided = np.full(open_.size, "", dtype=object)
         decided[~finite] = NONFINITE
-        live = finite & ~matches
-        decided[finite & matches] = OK
-        decided[live & kink & hull] = KINK
-        decided[live & kink & ~hull] = FAIL
-        off_hull[open_] = live & kink & ~hull
-        decided[live & ~kink & consistent] = FAIL
+        decided[finite & t.matches] = OK
+        decided[live & t.kink & t.hull] = KINK
+        decided[live & t.kink & ~t.hull] = FAIL
+        decided[live & ~t.kink & t.consistent] = FAIL
+        off_hull[open_] = live & t.kink & ~t.hull
         kinds[open_] = decided
-        use_new = finite & ~kink
-        numeric[open_] = np.where(use_new, n_cur, numeric[open_])
-        prev_numeric[open_] = n_cur
-        prev_jump[open_] = jump
-        prev_left[open_], prev_right[open_] = left, right
+        numeric[open_] = np.where(finite & ~t.kink, cur.numeric, numeric[open_])
+        prev.put(open_, cur)
     undecided = kinds == ""
     if np.any(undecided):
         # Numeric derivative unstable across steps and no kink signature: call it a

@@ -42,10 +42,11 @@ def test_numeric_slopes_and_jump_are_the_textbook_quotients():
     assert d.numeric()[0] == 4.0
     left, right = d.slopes(np.array([1.0]), 2.0)
     assert (left[0], right[0]) == (2.0, 6.0)
-    jump, total = d.one_sided_jump(np.array([1.0]), 2.0)
-    assert (jump[0], total[0]) == (4.0, 8.0)
-    jump, total = _diffs(1.0, 3.0, 1.5, 0.5).one_sided_jump(np.array([1.0]), 2.0)
-    assert (jump[0], total[0]) == (0.0, 4.0)  # both slopes -2
+    level = _verdict.Level.of(d, np.array([1.0]), 2.0)
+    assert (level.numeric[0], level.left[0], level.right[0]) == (4.0, 2.0, 6.0)
+    assert level.noise[0] == d.roundoff(2.0)[0] and level.jump()[0] == 4.0
+    flat = _verdict.Level.of(_diffs(1.0, 3.0, 1.5, 0.5), np.array([1.0]), 2.0)
+    assert flat.jump()[0] == 0.0  # both slopes -2
 
 
 def test_roundoff_floor_is_32_eps_max_abs_j_over_h():
@@ -125,6 +126,83 @@ def test_hull_bounds_and_each_tolerance_term(left, right):
     a = 1.0 + 0.1 * (2.0 + 0.2)  # rtol 0.1: tol = 0.1 * (|a| + 1) with |a| = 1.22
     assert inside(a - 1e-9, rtol=0.1) and not inside(a + 0.02, rtol=0.1)
     assert not bool(_verdict.in_hull(np.nan * one, -one, one, zero, zero, 0.1)[0])
+
+
+# -- the comparisons of one level ---------------------------------------------------------
+def _level(numeric=0.0, left=0.0, right=0.0, noise=0.0):
+    return _verdict.Level(*(np.array([float(v)]) for v in (numeric, left, right, noise)))
+
+
+def _judge(a, cur, prev=None, grow=False, rtol=0.0):
+    prev = prev if prev is not None else cur
+    t = _verdict.judge_level(np.array([float(a)]), cur, prev, np.array([grow]), rtol)
+    return {k: bool(getattr(t, k)[0]) for k in ("matches", "kink", "consistent", "hull")}
+
+
+def test_matches_boundary_and_each_term():
+    # rtol (|a| + |n|): 0.25 * (3 + 5) == |3 - 5| exactly
+    assert _judge(3.0, _level(5.0), rtol=0.25)["matches"]
+    assert not _judge(3.0, _level(5.0 + 1e-9), rtol=0.25)["matches"]
+    # + noise
+    assert _judge(1.0, _level(1.5, noise=0.5))["matches"]
+    assert not _judge(1.0, _level(1.5 + 1e-9, noise=0.5))["matches"]
+    # + spread / 15 (shrinking) or 16 spread / 15 (growing)
+    prev = _level(16.0)
+    assert _judge(2.0, _level(1.0), prev)["matches"]
+    assert not _judge(2.0 + 1e-9, _level(1.0), prev)["matches"]
+    assert _judge(17.0, _level(1.0), prev, grow=True)["matches"]
+    assert not _judge(17.0 + 1e-9, _level(1.0), prev, grow=True)["matches"]
+
+
+def test_consistent_boundary_and_each_term():
+    prev = _level(5.0)
+    assert _judge(3.0, _level(3.0), prev, rtol=1 / 3)["consistent"]  # 2 <= (3 + 3) / 3
+    assert not _judge(3.0, _level(3.0), _level(5.0 + 1e-9), rtol=1 / 3)["consistent"]
+    assert _judge(0.0, _level(1.0, noise=0.25), _level(1.5))["consistent"]  # 0.5 <= 2 * 0.25
+    assert not _judge(0.0, _level(1.0, noise=0.25), _level(1.5 + 1e-9))["consistent"]
+
+
+def test_kink_needs_a_jump_above_tolerance_that_does_not_scale_with_the_step():
+    def kink(cur, prev, grow=False, rtol=0.0):
+        return _judge(0.0, cur, prev, grow, rtol)["kink"]
+
+    same = _level(0.0, -1.0, 1.0)  # jump 2
+    assert kink(same, same)
+    assert not kink(_level(0.0, -1.0, 1.0, noise=0.5), same)  # 2 > 4 * 0.5 fails
+    assert kink(_level(0.0, -1.0, 1.0, noise=0.5 - 1e-9), same)
+    assert kink(_level(0.0, -1.0, 1.0, noise=0.45), same)  # 2 > 4 * 0.45 (not 5 * 0.45)
+    assert not kink(same, same, rtol=1.0) and kink(same, same, rtol=0.99)  # rtol (|l| + |r|)
+    # shrinking: the current (smaller) step's jump must be >= half the previous one's
+    assert kink(_level(0.0, -0.5, 0.5), _level(0.0, -1.0, 1.0))
+    assert not kink(_level(0.0, -0.5, 0.5 - 1e-9), _level(0.0, -1.0, 1.0))
+    # growing: the previous (smaller) step's jump must be >= half the current one's
+    assert kink(_level(0.0, -1.0, 1.0), _level(0.0, -0.5, 0.5), grow=True)
+    assert not kink(_level(0.0, -1.0, 1.0), _level(0.0, -0.5, 0.5 - 1e-9), grow=True)
+    assert not kink(_level(0.0, -0.5, 0.5), _level(0.0, -1.0, 1.0 + 1e-9), grow=False)
+
+
+def test_hull_truncation_from_the_change_of_the_slopes():
+    prev = _level(0.0, -1.0, 1.3)  # the right slope moved by 0.3: truncation 0.1 shrinking
+    cur = _level(0.0, -1.0, 1.0)
+    assert _judge(1.1 - 1e-9, cur, prev)["hull"] and not _judge(1.1 + 1e-9, cur, prev)["hull"]
+    prev = _level(0.0, -1.3, 1.0)  # the left one: same
+    assert _judge(-1.1 + 1e-9, cur, prev)["hull"]
+    assert not _judge(-1.1 - 1e-9, cur, prev)["hull"]
+    # growing: 4/3 of the change
+    assert _judge(1.4 - 1e-9, cur, prev, grow=True)["hull"]
+    assert not _judge(1.4 + 1e-9, cur, prev, grow=True)["hull"]
+
+
+def test_judge_level_is_quiet_on_overflow_and_infinities():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        huge = _judge(1e308, _level(-1e308, -1e308, 1e308, 1e300),
+                      _level(np.inf, np.inf, np.inf), rtol=1.0)
+        infinite = _judge(np.inf, _level(np.inf, np.inf, np.inf),
+                          _level(-np.inf, -np.inf, np.inf))
+    assert huge["hull"] and not infinite["matches"] and not infinite["kink"]
 
 
 # -- reexamine on synthetic costs ------------------------------------------------------------
