@@ -57,11 +57,33 @@ def test_roundoff_floor_is_32_eps_max_abs_j_over_h():
 
 
 def test_relative_errors_edge_cases():
-    a = np.array([1.0, 0.0, 0.0, np.nan, 2.0, -1.0])
-    n = np.array([3.0, 0.0, 2.0, 1.0, np.nan, 1.0])
+    a = np.array([1.0, 0.0, 0.0, np.nan, 2.0, -1.0, 0.25, np.inf])
+    n = np.array([3.0, 0.0, 2.0, 1.0, np.nan, 1.0, 0.5, 1.0])
     r = _verdict.relative_errors(a, n)
     np.testing.assert_array_equal(r[:3], [0.5, 0.0, 1.0])
-    assert np.isnan(r[3]) and np.isnan(r[4]) and r[5] == 1.0
+    assert np.isnan(r[3]) and np.isnan(r[4]) and r[5] == 1.0 and r[6] == 1 / 3
+    assert np.isnan(r[7])
+
+
+def test_the_arithmetic_is_quiet_on_zeros_infinities_and_overflow():
+    # fastcheck must not spray RuntimeWarnings at its users: every quotient of the verdict
+    # runs under errstate
+    import warnings
+
+    big = np.array([1e308, -1e308, np.inf, 0.0, np.nan, np.inf])
+    other = np.array([-1e308, 1e308, np.inf, 0.0, 1.0, -np.inf])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = _verdict.Differences(big, other, big, other)
+        d.numeric()
+        left, right = d.slopes(np.zeros(6), 1e308)
+        d.slopes(np.array([1e308, -1e308, np.inf, 0.0, 0.0, np.inf]), np.inf)
+        _verdict.relative_errors(big, other)
+        _verdict.in_hull(big, other, big, big, other, 1.0)
+        _verdict.in_hull(other, big, other, np.zeros(6), big, 1e308)
+        _verdict.Level(big, big, other, big).jump()
+        steps = _verdict.Differences(big, other, np.full(6, 1.0), np.full(6, -1.0))
+        _verdict.first_pass(big, steps, 1e308, 1.0)
 
 
 def test_first_pass_tolerance_is_rtol_scale_plus_roundoff():
