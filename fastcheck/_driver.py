@@ -49,6 +49,10 @@ class Progress:
     n_failed: int = 0
     stop_reason: str = "complete"
     error: BaseException | None = field(default=None, repr=False)
+    #: Flat indices of failures that sit on a kink with an analytic value outside the
+    #: one-sided slopes, unconfirmed (an array grad, or beyond MAX_CONFIRMATIONS): a
+    #: report may suggest passing grad as a function.
+    off_hull: list[int] = field(default_factory=list)
 
     def finished_positions(self) -> np.ndarray:
         """Positions (into the targets) checked so far, ascending."""
@@ -65,7 +69,8 @@ def chunk_schedule(n: int, first: int = FIRST_CHUNK, largest: int = DEFAULT_CHUN
 
 
 def _judge_chunk(runner, problem, t: Targets, pos: np.ndarray, rtol: float, method: str):
-    """Evaluate the components at positions ``pos``; return numeric values and kinds."""
+    """Evaluate the components at positions ``pos``; return numeric values, kinds and the
+    flat indices of failures on a kink outside the hull of its slopes."""
     est = METHODS[method](runner, problem, t, pos)
     numeric = est.numeric
     analytic = t.analytic[pos]
@@ -76,7 +81,7 @@ def _judge_chunk(runner, problem, t: Targets, pos: np.ndarray, rtol: float, meth
     fine &= np.isfinite(analytic) & np.isfinite(numeric)  # inf <= inf is no agreement
     suspect = np.flatnonzero(~fine)
     if suspect.size == 0:
-        return numeric, kinds
+        return numeric, kinds, []
     sp = pos[suspect]
     if est.central is not None:
         c = est.central
@@ -95,16 +100,17 @@ def _judge_chunk(runner, problem, t: Targets, pos: np.ndarray, rtol: float, meth
                                  rtol, evaluate)
     if np.any(outcome.off_hull):
         confirm_off_kink(runner, problem, t.indices[sp], t.theta_at[sp], outcome, rtol)
+    off_hull = t.indices[sp[outcome.off_hull & (outcome.kinds == _verdict.FAIL)]].tolist()
     if method == "complex":
         # The complex step has no roundoff or truncation to re-examine: only a kink (which
         # central differences detect) excuses a suspect; its exact value is kept otherwise.
         exact = np.isfinite(numeric[suspect]) & (outcome.kinds != _verdict.KINK)
         kinds[suspect] = np.where(exact, _verdict.FAIL, outcome.kinds)
         numeric[suspect] = np.where(exact, numeric[suspect], outcome.numeric)
-        return numeric, kinds
+        return numeric, kinds, off_hull
     kinds[suspect] = outcome.kinds
     numeric[suspect] = outcome.numeric
-    return numeric, kinds
+    return numeric, kinds, off_hull
 
 
 def confirm_off_kink(runner, problem, indices: np.ndarray, theta_at: np.ndarray,
@@ -154,7 +160,9 @@ def run(runner, problem, targets: Targets, rtol: float, order: np.ndarray,
     try:
         for s in chunk_schedule(n):
             pos = order[s]
-            numeric, kinds = _judge_chunk(runner, problem, targets, pos, rtol, method)
+            numeric, kinds, off_hull = _judge_chunk(runner, problem, targets, pos, rtol,
+                                                    method)
+            state.off_hull.extend(off_hull)
             state.numeric[pos] = numeric
             state.kinds[pos] = kinds
             state.done = s.stop

@@ -359,7 +359,7 @@ def test_run_checks_every_component_and_counts_failures():
     assert state.stop_reason == "complete" and state.done == 600 and state.error is None
     assert seen == [(256, 1), (344, 2)]
     assert list(np.flatnonzero(state.kinds == "fail")) == [5, 400]
-    assert state.n_failed == 2
+    assert state.n_failed == 2 and state.off_hull == []
     np.testing.assert_allclose(state.numeric, 2 * theta, rtol=1e-7, atol=1e-7)
     assert list(state.finished_positions()) == list(range(600))
 
@@ -407,6 +407,7 @@ def test_confirmation_off_the_kink_is_counted_and_bounded():
     kinds = list(state.kinds)
     assert kinds.count("kink") == _driver.MAX_CONFIRMATIONS
     assert kinds.count("fail") == 3  # beyond the bound: not excused
+    assert state.off_hull == [n - 3, n - 2, n - 1]
     assert len(calls) == 1 + 2 * _driver.MAX_CONFIRMATIONS
     # 2 per component, 2 per re-examination, 4 cost and 2 gradient calls per confirmation
     assert runner.evaluations == 2 * n + 2 * n + 6 * _driver.MAX_CONFIRMATIONS
@@ -432,6 +433,7 @@ def test_no_confirmation_for_values():
     runner = SerialBackend(p)
     state = _driver.run(runner, p, _targets(p), 1e-5, np.arange(2))
     assert list(state.kinds) == ["fail", "fail"] and runner.evaluations == 8
+    assert state.off_hull == [0, 1]
 
 
 def test_complex_method_keeps_exact_values_and_only_kinks_excuse():
@@ -457,7 +459,7 @@ def test_confirmation_looks_at_both_sides():
 
     p = _problem(_piecewise(1.0, 3.0), grad, np.zeros(1))
     state = _driver.run(SerialBackend(p), p, _targets(p), 1e-5, np.arange(1))
-    assert list(state.kinds) == ["fail"]
+    assert list(state.kinds) == ["fail"] and state.off_hull == [0]
 
 
 def test_confirmation_with_a_flat_side_has_no_tolerance_to_spare():
