@@ -75,11 +75,7 @@ def _judge_chunk(runner, problem, t: Targets, pos: np.ndarray, rtol: float, meth
     numeric = est.numeric
     analytic = t.analytic[pos]
     kinds = np.full(pos.shape[0], _verdict.OK, dtype="<U9")
-    with np.errstate(invalid="ignore"):
-        fine = np.abs(analytic - numeric) <= rtol * (np.abs(analytic) + np.abs(numeric)) \
-            + est.floor
-    fine &= np.isfinite(analytic) & np.isfinite(numeric)  # inf <= inf is no agreement
-    suspect = np.flatnonzero(~fine)
+    suspect = np.flatnonzero(_verdict.suspects(analytic, numeric, est.floor, rtol))
     if suspect.size == 0:
         return numeric, kinds, []
     sp = pos[suspect]

@@ -120,14 +120,17 @@ def relative_errors(analytic: np.ndarray, numeric: np.ndarray) -> np.ndarray:
     return np.where((analytic == 0) & (numeric == 0), 0.0, rel)
 
 
-def first_pass(analytic, diffs: Differences, j0: float, rtol: float) -> np.ndarray:
-    """Boolean mask of suspects (including non-finite values)."""
-    numeric = diffs.numeric()
-    tol = rtol * (np.abs(analytic) + np.abs(numeric)) + diffs.roundoff(j0)
-    with np.errstate(invalid="ignore"):
-        ok = np.abs(analytic - numeric) <= tol
+def suspects(analytic, numeric, floor, rtol: float) -> np.ndarray:
+    """Boolean mask of suspects: ``|a - n| > rtol (|a| + |n|) + floor``, or non-finite."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        ok = np.abs(analytic - numeric) <= rtol * (np.abs(analytic) + np.abs(numeric)) + floor
     ok &= np.isfinite(analytic) & np.isfinite(numeric)  # inf <= inf is no agreement
     return ~ok
+
+
+def first_pass(analytic, diffs: Differences, j0: float, rtol: float) -> np.ndarray:
+    """Suspects of a central difference (its floor: the roundoff)."""
+    return suspects(analytic, diffs.numeric(), diffs.roundoff(j0), rtol)
 
 
 def grows(theta_at: np.ndarray, h: np.ndarray) -> np.ndarray:

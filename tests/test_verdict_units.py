@@ -386,7 +386,8 @@ def test_run_stores_an_exception_with_the_partial_state():
     p = _problem(cost, 2 * theta, theta)
     state = _driver.run(SerialBackend(p), p, _targets(p), 1e-5, np.arange(600))
     assert state.done == 256 and state.error is not None
-    assert state.stop_reason.startswith("interrupted by")
+    assert state.stop_reason == f"interrupted by {type(state.error).__name__}"
+    assert type(state.error).__name__ == "CostEvaluationError"
 
 
 def test_confirmation_off_the_kink_is_counted_and_bounded():
@@ -438,13 +439,68 @@ def test_no_confirmation_for_values():
 
 def test_complex_method_keeps_exact_values_and_only_kinks_excuse():
     def cost(x):
-        return x[0] ** 3 + abs(x[1])
+        return x[0] ** 3 + abs(x[1]) + x[2] ** 3
 
-    p = _problem(cost, np.array([3.0 + 1e-6, 0.5]), np.array([1.0, 0.0]))
+    # x2's analytic value is off by the truncation error of the central difference at
+    # eps=1e-2: central re-examination would call it ok, the exact complex step does not
+    p = _problem(cost, np.array([3.0 + 1e-6, 0.5, 3.0 + 1e-4]), np.array([1.0, 0.0, 1.0]))
     runner = SerialBackend(p)
-    state = _driver.run(runner, p, _targets(p), 1e-9, np.arange(2), method="complex")
-    assert list(state.kinds) == ["fail", "kink"]
+    state = _driver.run(runner, p, _targets(p, 1e-2), 1e-9, np.arange(3), method="complex")
+    assert list(state.kinds) == ["fail", "kink", "fail"]
     assert state.numeric[0] == 3.0  # the complex step's exact value, not a re-examined one
+    assert state.numeric[2] == 3.0
+
+
+def test_central_suspect_cleared_by_re_examination_is_ok():
+    # x^3 at 1 with eps=1e-2: the central difference is 3 + 1e-4 (truncation), a suspect
+    # at rtol=1e-5; at h/4 it settles on 3
+    p = _problem(lambda x: float(x[0] ** 3), np.array([3.0]), np.array([1.0]))
+    runner = SerialBackend(p)
+    state = _driver.run(runner, p, _targets(p, 1e-2), 1e-5, np.arange(1))
+    assert list(state.kinds) == ["ok"] and runner.evaluations == 4
+    assert state.numeric[0] == pytest.approx(3 + 2.5e-3**2, rel=1e-12)
+
+
+def test_backends_that_can_race_verify_every_suspect():
+    calls = []
+
+    class Verifying(SerialBackend):
+        def verify(self, indices, x_plus, x_minus, j_plus, j_minus):
+            calls.append((indices, x_plus, x_minus, j_plus, j_minus))
+
+    theta = np.linspace(0.5, 1.5, 10)
+    g = 2 * theta
+    g[[2, 7]] = 0.0
+    p = _problem(lambda x: float(np.sum(x**2)), g, theta)
+    t = _targets(p)
+    _driver.run(Verifying(p), p, t, 1e-5, np.arange(10))
+    (call,) = calls
+    np.testing.assert_array_equal(call[0], [2, 7])
+    np.testing.assert_array_equal(call[1], t.x_plus[[2, 7]])
+    np.testing.assert_array_equal(call[2], t.x_minus[[2, 7]])
+    expected_plus = [np.sum(np.where(np.arange(10) == k, t.x_plus[k], theta) ** 2)
+                     for k in (2, 7)]
+    np.testing.assert_allclose(call[3], expected_plus, rtol=1e-15)
+    assert np.all(call[4] < call[3])
+
+
+def test_a_correct_gradient_costs_exactly_two_evaluations_per_component():
+    theta = np.linspace(-1, 1, 300)
+    p = _problem(lambda x: float(np.sum(np.sin(x))), np.cos(theta), theta)
+    runner = SerialBackend(p)
+    state = _driver.run(runner, p, _targets(p), 1e-5, np.arange(300))
+    assert runner.evaluations == 600 and np.all(state.kinds == "ok")
+
+
+def test_stop_rule_sees_done_and_failures():
+    theta = np.linspace(-1, 1, 600)
+    g = 2 * theta
+    g[3] = 5.0
+    p = _problem(lambda x: float(np.sum(x**2)), g, theta)
+    seen = []
+    _driver.run(SerialBackend(p), p, _targets(p), 1e-5, np.arange(600),
+                stop=lambda done, failed: seen.append((done, failed)))
+    assert seen == [(256, 1), (600, 1)]
 
 
 def _piecewise(left, right):
