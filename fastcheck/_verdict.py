@@ -87,25 +87,24 @@ class Differences:
 
 @dataclass
 class Level:
-    """What one step tells about each component: the central difference, the one-sided
-    slopes and the roundoff floor."""
+    """What one step tells about each component: the central difference and the
+    one-sided slopes."""
 
     numeric: np.ndarray
     left: np.ndarray
     right: np.ndarray
-    noise: np.ndarray
 
     @classmethod
     def of(cls, d: Differences, theta_at: np.ndarray, j0: float) -> Level:
         left, right = d.slopes(theta_at, j0)
-        return cls(d.numeric(), left, right, d.roundoff(j0))
+        return cls(d.numeric(), left, right)
 
     def at(self, idx: np.ndarray) -> Level:
-        return Level(self.numeric[idx], self.left[idx], self.right[idx], self.noise[idx])
+        return Level(self.numeric[idx], self.left[idx], self.right[idx])
 
     def put(self, idx: np.ndarray, other: Level) -> None:
-        for name in ("numeric", "left", "right", "noise"):
-            getattr(self, name)[idx] = getattr(other, name)
+        self.numeric[idx], self.left[idx], self.right[idx] = (other.numeric, other.left,
+                                                               other.right)
 
     def jump(self) -> np.ndarray:
         """``|right - left|``: shrinks like h for a smooth J, stays at a kink."""
@@ -115,7 +114,7 @@ class Level:
 
 def relative_errors(analytic: np.ndarray, numeric: np.ndarray) -> np.ndarray:
     """``|a - n| / (|a| + |n|)``: 0 where both are 0, NaN where either is NaN."""
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # 0/0 is invalid, never divide
         rel = np.abs(analytic - numeric) / (np.abs(analytic) + np.abs(numeric))
     return np.where((analytic == 0) & (numeric == 0), 0.0, rel)
 
@@ -168,9 +167,10 @@ class LevelTests:
     hull: np.ndarray  # the analytic value lies in the hull of the one-sided slopes
 
 
-def judge_level(a: np.ndarray, cur: Level, prev: Level, grow: np.ndarray,
+def judge_level(a: np.ndarray, cur: Level, prev: Level, noise: np.ndarray, grow: np.ndarray,
                 rtol: float) -> LevelTests:
-    """Compare the analytic values ``a`` with the level ``cur`` (previous step: ``prev``).
+    """Compare the analytic values ``a`` with the level ``cur`` (previous step: ``prev``;
+    ``noise``: the roundoff floor of ``cur``'s central difference).
 
     - matches: ``|a - n| <= rtol (|a| + |n|) + noise + truncation of n``;
     - kink: ``|r - l| > rtol (|r| + |l|) + 4 noise`` and the jump at the smaller of the two
@@ -184,17 +184,17 @@ def judge_level(a: np.ndarray, cur: Level, prev: Level, grow: np.ndarray,
         n = cur.numeric
         scale = np.abs(a) + np.abs(n)
         spread = np.abs(prev.numeric - n)
-        matches = np.abs(a - n) <= rtol * scale + cur.noise + spread * central_trunc
+        matches = np.abs(a - n) <= rtol * scale + noise + spread * central_trunc
         jump, prev_jump = cur.jump(), prev.jump()
         small_jump = np.where(grow, prev_jump, jump)
         large_jump = np.where(grow, jump, prev_jump)
         slopes = np.abs(cur.left) + np.abs(cur.right)
-        kink = (jump > rtol * slopes + 4 * cur.noise) & (small_jump >= 0.5 * large_jump)
-        consistent = spread <= rtol * scale + 2 * cur.noise
+        kink = (jump > rtol * slopes + 4 * noise) & (small_jump >= 0.5 * large_jump)
+        consistent = spread <= rtol * scale + 2 * noise
         truncation = slope_trunc * np.maximum(np.abs(cur.left - prev.left),
                                               np.abs(cur.right - prev.right))
     return LevelTests(matches, kink, consistent,
-                      in_hull(a, cur.left, cur.right, cur.noise, truncation, rtol))
+                      in_hull(a, cur.left, cur.right, noise, truncation, rtol))
 
 
 @dataclass
@@ -256,8 +256,10 @@ def reexamine(analytic, theta_at, h, first: Differences, j0: float, rtol: float,
         steps[open_] = step[open_]
         xp, xm = theta_at[open_] + step[open_], theta_at[open_] - step[open_]
         jp, jm = evaluate(open_, xp, xm)
-        cur = Level.of(Differences(jp, jm, xp, xm), theta_at[open_], j0)
-        t = judge_level(analytic[open_], cur, prev.at(open_), grow[open_], rtol)
+        diffs = Differences(jp, jm, xp, xm)
+        cur = Level.of(diffs, theta_at[open_], j0)
+        t = judge_level(analytic[open_], cur, prev.at(open_), diffs.roundoff(j0), grow[open_],
+                        rtol)
         finite = np.isfinite(jp) & np.isfinite(jm)
         live = finite & ~t.matches
         decided = np.full(open_.size, "", dtype=object)

@@ -44,7 +44,7 @@ def test_numeric_slopes_and_jump_are_the_textbook_quotients():
     assert (left[0], right[0]) == (2.0, 6.0)
     level = _verdict.Level.of(d, np.array([1.0]), 2.0)
     assert (level.numeric[0], level.left[0], level.right[0]) == (4.0, 2.0, 6.0)
-    assert level.noise[0] == d.roundoff(2.0)[0] and level.jump()[0] == 4.0
+    assert level.jump()[0] == 4.0
     flat = _verdict.Level.of(_diffs(1.0, 3.0, 1.5, 0.5), np.array([1.0]), 2.0)
     assert flat.jump()[0] == 0.0  # both slopes -2
 
@@ -81,7 +81,9 @@ def test_the_arithmetic_is_quiet_on_zeros_infinities_and_overflow():
         _verdict.relative_errors(big, other)
         _verdict.in_hull(big, other, big, big, other, 1.0)
         _verdict.in_hull(other, big, other, np.zeros(6), big, 1e308)
-        _verdict.Level(big, big, other, big).jump()
+        _verdict.Level(big, big, other).jump()
+        _verdict.Differences(np.ones(2), np.zeros(2), np.zeros(2), np.zeros(2)).numeric()
+        _verdict.suspects(big, other, np.zeros(6), 1.0)
         steps = _verdict.Differences(big, other, np.full(6, 1.0), np.full(6, -1.0))
         _verdict.first_pass(big, steps, 1e308, 1.0)
 
@@ -151,13 +153,20 @@ def test_hull_bounds_and_each_tolerance_term(left, right):
 
 
 # -- the comparisons of one level ---------------------------------------------------------
+class _Cur(_verdict.Level):
+    noise: np.ndarray
+
+
 def _level(numeric=0.0, left=0.0, right=0.0, noise=0.0):
-    return _verdict.Level(*(np.array([float(v)]) for v in (numeric, left, right, noise)))
+    level = _Cur(*(np.array([float(v)]) for v in (numeric, left, right)))
+    level.noise = np.array([float(noise)])
+    return level
 
 
 def _judge(a, cur, prev=None, grow=False, rtol=0.0):
     prev = prev if prev is not None else cur
-    t = _verdict.judge_level(np.array([float(a)]), cur, prev, np.array([grow]), rtol)
+    t = _verdict.judge_level(np.array([float(a)]), cur, prev, cur.noise, np.array([grow]),
+                             rtol)
     return {k: bool(getattr(t, k)[0]) for k in ("matches", "kink", "consistent", "hull")}
 
 
@@ -300,6 +309,7 @@ def test_nonfinite_first_pass_and_level():
     assert out.kinds[0] == "nonfinite" and rec.calls == []
     out, rec = _examine(lambda x: np.nan if 0 < x < 5e-4 else x, 3.0)  # one side only
     assert out.kinds[0] == "nonfinite" and len(rec.calls) == 1
+    assert out.numeric[0] == 1.0  # the last finite estimate is kept
     out, rec = _examine(lambda x: -np.inf if -5e-4 < x < 0 else x, 3.0)
     assert out.kinds[0] == "nonfinite" and len(rec.calls) == 1
     out, _ = _examine(lambda x: x, np.nan)
@@ -318,6 +328,30 @@ def test_unstable_numeric_without_kink_is_judged_against_10_rtol():
     assert near.numeric[0] == final
     far, _ = _examine(f, final + 1e-7, rtol=1e-9)
     assert far.kinds[0] == "fail"
+    # the bound is 10 rtol (|a| + |n|) = 2e-8 here
+    assert _examine(f, final + 1.95e-8, rtol=1e-9)[0].kinds[0] == "ok"
+    assert _examine(f, final + 2.05e-8, rtol=1e-9)[0].kinds[0] == "fail"
+
+
+def test_suspects_decided_at_the_first_pass_do_not_disturb_the_others():
+    # three suspects: one non-finite at once, two re-examined over both levels
+    funcs = [lambda x: np.inf if x > 0 else x,
+             lambda x: x + np.sign(x) * 1e-12,
+             lambda x: 2 * x + np.sign(x) * 3e-12]
+    h = np.full(3, 1e-3)
+    xp, xm = h, -h
+
+    def values(positions, xp, xm):
+        jp = np.array([funcs[p](v) for p, v in zip(positions, xp)])
+        jm = np.array([funcs[p](v) for p, v in zip(positions, xm)])
+        return jp, jm
+
+    first = _verdict.Differences(*values(np.arange(3), xp, xm), xp, xm)
+    finals = [(funcs[k](1e-3 / 16) - funcs[k](-1e-3 / 16)) / (1e-3 / 8) for k in (1, 2)]
+    analytic = np.array([1.0, finals[0] + 1e-8, finals[1] + 1e-8])
+    out = _verdict.reexamine(analytic, np.zeros(3), h, first, 0.0, 1e-9, values)
+    assert list(out.kinds) == ["nonfinite", "ok", "ok"]
+    np.testing.assert_array_equal(out.numeric[1:], finals)
 
 
 def test_levels_are_two():
@@ -449,6 +483,7 @@ def test_complex_method_keeps_exact_values_and_only_kinks_excuse():
     assert list(state.kinds) == ["fail", "kink", "fail"]
     assert state.numeric[0] == 3.0  # the complex step's exact value, not a re-examined one
     assert state.numeric[2] == 3.0
+    assert state.numeric[1] == 0.0  # on the kink: the central difference, (1 - 1) / 2
 
 
 def test_central_suspect_cleared_by_re_examination_is_ok():
