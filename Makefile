@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: demo test lint typecheck bench fuzz coverage clean
+.PHONY: demo test lint typecheck bench fuzz coverage mutate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,17 @@ COV_DESELECT ?= not bitwise_identical and not auto_picks_numba and not refuses_u
 coverage: $(VENV)/.installed-test
 	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest $(COV_TESTS) -k "$(COV_DESELECT)" -q \
 		--cov=fastcheck --cov-branch --cov-report=term-missing:skip-covered $(ARGS)
+
+## make mutate: mutation testing of the verdict code (_verdict, _steps, _driver) with mutmut 3
+## on a fast test selection ([tool.mutmut] in pyproject.toml); not part of make test.
+## Score and survivors: docs/testing.md. MUTATE_CHILDREN=1 keeps it to one core.
+MUTATE_CHILDREN ?= 1
+$(VENV)/.installed-mutate: pyproject.toml | $(VENV)/.installed-test
+	$(BIN)/python -m pip install -e ".[test,mutate]"
+	touch $@
+mutate: $(VENV)/.installed-mutate
+	$(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) $(ARGS)
+	$(BIN)/mutmut results
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .benchmarks *.egg-info

@@ -19,6 +19,9 @@ from ._plan import DEFAULT_CHUNK
 #: The first chunk is small so that an early failure is reported quickly; chunks then
 #: double up to DEFAULT_CHUNK.
 FIRST_CHUNK = 256
+#: At most this many kink suspects per chunk are confirmed off the kink (each costs two
+#: gradient and four cost evaluations); the rest stay failures.
+MAX_CONFIRMATIONS = 32
 
 StopRule = Callable[[int, int], "str | None"]
 
@@ -46,6 +49,10 @@ class Progress:
     n_failed: int = 0
     stop_reason: str = "complete"
     error: BaseException | None = field(default=None, repr=False)
+    #: Flat indices of failures that sit on a kink with an analytic value outside the
+    #: one-sided slopes, unconfirmed (an array grad, or beyond MAX_CONFIRMATIONS): a
+    #: report may suggest passing grad as a function.
+    off_hull: list[int] = field(default_factory=list)
 
     def finished_positions(self) -> np.ndarray:
         """Positions (into the targets) checked so far, ascending."""
@@ -62,18 +69,15 @@ def chunk_schedule(n: int, first: int = FIRST_CHUNK, largest: int = DEFAULT_CHUN
 
 
 def _judge_chunk(runner, problem, t: Targets, pos: np.ndarray, rtol: float, method: str):
-    """Evaluate the components at positions ``pos``; return numeric values and kinds."""
+    """Evaluate the components at positions ``pos``; return numeric values, kinds and the
+    flat indices of failures on a kink outside the hull of its slopes."""
     est = METHODS[method](runner, problem, t, pos)
     numeric = est.numeric
     analytic = t.analytic[pos]
     kinds = np.full(pos.shape[0], _verdict.OK, dtype="<U9")
-    with np.errstate(invalid="ignore"):
-        fine = np.abs(analytic - numeric) <= rtol * (np.abs(analytic) + np.abs(numeric)) \
-            + est.floor
-    fine &= np.isfinite(analytic) & np.isfinite(numeric)  # inf <= inf is no agreement
-    suspect = np.flatnonzero(~fine)
+    suspect = np.flatnonzero(_verdict.suspects(analytic, numeric, est.floor, rtol))
     if suspect.size == 0:
-        return numeric, kinds
+        return numeric, kinds, []
     sp = pos[suspect]
     if est.central is not None:
         c = est.central
@@ -90,16 +94,52 @@ def _judge_chunk(runner, problem, t: Targets, pos: np.ndarray, rtol: float, meth
 
     outcome = _verdict.reexamine(analytic[suspect], t.theta_at[sp], t.h[sp], sub, problem.j0,
                                  rtol, evaluate)
+    if np.any(outcome.off_hull):
+        confirm_off_kink(runner, problem, t.indices[sp], t.theta_at[sp], outcome, rtol)
+    off_hull = t.indices[sp[outcome.off_hull & (outcome.kinds == _verdict.FAIL)]].tolist()
     if method == "complex":
         # The complex step has no roundoff or truncation to re-examine: only a kink (which
         # central differences detect) excuses a suspect; its exact value is kept otherwise.
         exact = np.isfinite(numeric[suspect]) & (outcome.kinds != _verdict.KINK)
         kinds[suspect] = np.where(exact, _verdict.FAIL, outcome.kinds)
         numeric[suspect] = np.where(exact, numeric[suspect], outcome.numeric)
-        return numeric, kinds
+        return numeric, kinds, off_hull
     kinds[suspect] = outcome.kinds
     numeric[suspect] = outcome.numeric
-    return numeric, kinds
+    return numeric, kinds, off_hull
+
+
+def confirm_off_kink(runner, problem, indices: np.ndarray, theta_at: np.ndarray,
+                     outcome: _verdict.Reexamination, rtol: float) -> None:
+    """Turn ``off_hull`` failures into kinks when the gradient is right on both sides.
+
+    For each such component (the caller passes at least one; at most ``MAX_CONFIRMATIONS``
+    per call) the gradient function is evaluated at ``theta +- d e_i``, ``d`` the step at
+    which the kink was seen, and its i-th entry compared with the central difference of
+    step ``d/4`` there (which does not reach back to the kink). ``outcome.kinds`` is
+    updated in place. Without a gradient function
+    (an array ``grad``) nothing is confirmed. Every gradient call counts as an evaluation.
+    """
+    if not problem.has_grad_function:
+        return
+    todo = np.flatnonzero(outcome.off_hull)[:MAX_CONFIRMATIONS]
+    idx, th, d = indices[todo], theta_at[todo], outcome.steps[todo]
+    centres = np.concatenate([th + d, th - d])
+    quarter = np.concatenate([d, d]) / 4
+    both = np.concatenate([idx, idx])
+    xp, xm = centres + quarter, centres - quarter
+    jp, jm = runner.evaluate(both, xp, xm)
+    diffs = _verdict.Differences(jp, jm, xp, xm)
+    numeric = diffs.numeric()
+    analytic = np.empty_like(numeric)
+    for k, (i, c) in enumerate(zip(both.tolist(), centres.tolist())):
+        analytic[k] = problem.analytic_at(i, c)
+    runner.evaluations += both.size  # the gradient calls
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, which agrees with nothing
+        agree = (np.abs(analytic - numeric)
+                 <= rtol * (np.abs(analytic) + np.abs(numeric)) + 2 * diffs.roundoff(problem.j0))
+    confirmed = agree[: todo.size] & agree[todo.size:]
+    outcome.kinds[todo[confirmed]] = _verdict.KINK
 
 
 def run(runner, problem, targets: Targets, rtol: float, order: np.ndarray,
@@ -116,7 +156,9 @@ def run(runner, problem, targets: Targets, rtol: float, order: np.ndarray,
     try:
         for s in chunk_schedule(n):
             pos = order[s]
-            numeric, kinds = _judge_chunk(runner, problem, targets, pos, rtol, method)
+            numeric, kinds, off_hull = _judge_chunk(runner, problem, targets, pos, rtol,
+                                                    method)
+            state.off_hull.extend(off_hull)
             state.numeric[pos] = numeric
             state.kinds[pos] = kinds
             state.done = s.stop

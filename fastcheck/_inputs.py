@@ -42,8 +42,28 @@ class Problem:
     params_kind: str  # "flat" or "mapping"
     cost_returns_grad: bool
     j0: float
-    #: Time the first call of a jitted cost spent compiling (first call minus second).
+    #: Time the first calls of a jitted cost and grad spent compiling (first call minus
+    #: second, for each).
     cost_compile_seconds: float = 0.0
+    #: The callable that gives the analytic gradient at a point (grad, or cost when
+    #: grad=True); None when grad was given as values.
+    grad_fn: Callable | None = None
+
+    @property
+    def has_grad_function(self) -> bool:
+        """Can the analytic gradient be evaluated at points other than theta?"""
+        return self.grad_fn is not None
+
+    def analytic_at(self, index: int, value: float) -> float:
+        """Entry ``index`` of the analytic gradient at theta with that entry set to
+        ``value`` (evaluated on a private copy; the kink confirmation uses it)."""
+        x = self.theta.copy()
+        x[index] = value
+        raw = _call_user(self.grad_fn, x, self.layout, self.params_kind, self.args, "grad")
+        if self.cost_returns_grad:
+            raw = raw[1]
+        return float(normalise_grad(raw, self.layout, self.params_kind,
+                                    "grad off a kink")[index])
 
     def make_call(self, x: np.ndarray) -> Callable[[], Any]:
         """A function of no arguments that evaluates ``cost`` at ``x`` (raw return value)."""
@@ -289,9 +309,16 @@ def prepare(cost: Any, grad: Any, params: Any, args: Any, layout: Layout | None)
         if returns_grad:
             analytic_raw, source = grads, "grads returned by cost"
         elif callable(grad):
+            t3 = time.perf_counter()
             analytic_raw = _call_user(grad, theta, lay, kind, args, "grad")
             source = "grad(theta)"
+            if is_jitted(grad):  # its compile time too, measured as the cost's: 1st - 2nd
+                t4 = time.perf_counter()
+                _call_user(grad, theta, lay, kind, args, "grad")
+                compile_seconds += max(0.0, (t4 - t3) - (time.perf_counter() - t4))
         else:
             analytic_raw, source = grad, "grad"
     analytic = normalise_grad(analytic_raw, lay, kind, source)
-    return Problem(theta, analytic, lay, cost, args, kind, returns_grad, j0, compile_seconds)
+    grad_fn = cost if returns_grad else (grad if callable(grad) else None)
+    return Problem(theta, analytic, lay, cost, args, kind, returns_grad, j0, compile_seconds,
+                   grad_fn=grad_fn)

@@ -1,11 +1,40 @@
-"""Per-component verdicts without false alarms.
+"""Per-component verdicts without false alarms, and without excusing a wrong value.
 
 First pass: a component is a *suspect* when ``|a - n|`` exceeds ``rtol * (|a| + |n|)``
-plus the roundoff floor of its difference quotient (``C * eps * |J| / h``). Suspects are
-re-examined at smaller steps (h/4, then h/16): a component whose numeric derivative
-settles on the analytic value is noise or truncation ("ok"); one whose one-sided slopes
-stay apart as the step shrinks sits on a kink ("kink", not a failure); one whose numeric
-derivative is stable across steps and still differs from the analytic value fails.
+plus the roundoff floor of its difference quotient (``C * eps * |J| / h``).
+
+Re-examination moves the step in the direction that lowers the error estimate: when the
+step is below the optimal one (``h < cbrt(eps_machine) * max(1, |theta|) / 2``, roundoff
+dominates) it grows (h*4, h*16); otherwise truncation may dominate and it shrinks (h/4,
+h/16). At each level a suspect is:
+
+- ``ok`` when the central difference there agrees with the analytic value (within rtol,
+  the roundoff floor and the truncation estimate from the change across levels);
+- a *kink candidate* when its one-sided slopes ``r = (J+ - J0)/h`` and
+  ``l = (J0 - J-)/h`` stay apart from one step to the next (a smooth J's jump ``|r - l|``
+  scales like h; a kink's does not);
+- ``fail`` when the central difference is stable across steps and still differs.
+
+**The kink rule.** A kink candidate is called ``kink`` only when its analytic value ``a``
+lies in the hull of the one-sided slopes, ``min(l, r) - tol <= a <= max(l, r) + tol``,
+with ``tol = rtol * (|a| + max(|l|, |r|)) + 2 * roundoff + truncation`` (truncation: the
+change of each slope between the last two steps, extrapolated). Every value of that hull is
+a one-sided derivative of ``t -> J(theta + t e_i)`` or a convex combination of them, so it
+is the i-th component of some Clarke subgradient of J at theta: a value a correct gradient
+can have. A value outside the hull (|x| at 0 with slopes -1 and 1 given 3.0, -2.5 or 100)
+is a failure, whatever the size of the jump.
+
+The one exception is the API's "confirmed at a nearby point off the kink": when one
+parameter moves several kinks at once (a ReLU unit at 0 for several examples with inputs
+of both signs), backprop's subgradient can lie outside the hull. Such candidates are
+returned as ``fail`` with ``off_hull`` set; the driver then evaluates the gradient
+function at ``theta +- h e_i`` (where the kinks are left behind) and compares it with
+central differences there. Only if both sides agree is the component a kink. That
+confirmation cannot excuse an error that is still there a step away from the kink (a wrong
+formula, scale, index or missing term); an analytic value that is wrong *only* exactly on
+the kink and outside the hull would pass it, which is why an array ``grad`` (no function
+to call elsewhere) never gets it: off the hull is then a failure.
+
 Everything here is vectorised over components.
 """
 
@@ -16,17 +45,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._steps import EPS_MACHINE
+from ._steps import AUTO_RELATIVE_STEP, EPS_MACHINE
 
 #: Multiple of eps*|J| assumed as the error of one cost evaluation.
 ROUNDOFF_FACTOR = 32.0
-#: Each re-examination level divides the step by this.
+#: Each re-examination level multiplies or divides the step by this.
 SHRINK = 4.0
-#: Number of re-examination levels (h/4, h/16).
+#: Number of re-examination levels (h/4, h/16 or h*4, h*16).
 LEVELS = 2
+#: A step below this fraction of the optimal one is re-examined at larger steps.
+GROW_BELOW = 0.5
 
 OK, KINK, FAIL, NONFINITE = "ok", "kink", "fail", "nonfinite"
-KIND_CODES = np.array([OK, KINK, FAIL, NONFINITE])
 
 
 @dataclass
@@ -47,46 +77,147 @@ class Differences:
         scale = np.maximum(np.maximum(np.abs(self.j_plus), np.abs(self.j_minus)), abs(j0))
         return ROUNDOFF_FACTOR * EPS_MACHINE * scale * 2.0 / (self.x_plus - self.x_minus)
 
-    def one_sided_jump(self, theta_at: np.ndarray, j0: float) -> np.ndarray:
-        """|right slope - left slope|: shrinks like h for smooth J, stays at a kink."""
+    def slopes(self, theta_at: np.ndarray, j0: float) -> tuple[np.ndarray, np.ndarray]:
+        """The one-sided quotients ``(left, right)`` around ``theta_at``."""
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             right = (self.j_plus - j0) / (self.x_plus - theta_at)
             left = (j0 - self.j_minus) / (theta_at - self.x_minus)
-            return np.abs(right - left), np.abs(right) + np.abs(left)
+        return left, right
+
+
+@dataclass
+class Level:
+    """What one step tells about each component: the central difference and the
+    one-sided slopes."""
+
+    numeric: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+
+    @classmethod
+    def of(cls, d: Differences, theta_at: np.ndarray, j0: float) -> Level:
+        left, right = d.slopes(theta_at, j0)
+        return cls(d.numeric(), left, right)
+
+    def at(self, idx: np.ndarray) -> Level:
+        return Level(self.numeric[idx], self.left[idx], self.right[idx])
+
+    def put(self, idx: np.ndarray, other: Level) -> None:
+        self.numeric[idx], self.left[idx], self.right[idx] = (other.numeric, other.left,
+                                                               other.right)
+
+    def jump(self) -> np.ndarray:
+        """``|right - left|``: shrinks like h for a smooth J, stays at a kink."""
+        with np.errstate(invalid="ignore", over="ignore"):
+            return np.abs(self.right - self.left)
 
 
 def relative_errors(analytic: np.ndarray, numeric: np.ndarray) -> np.ndarray:
     """``|a - n| / (|a| + |n|)``: 0 where both are 0, NaN where either is NaN."""
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        diff = np.abs(analytic - numeric)
-        scale = np.abs(analytic) + np.abs(numeric)
-        rel = diff / np.where(scale > 0, scale, 1.0)
-    rel = np.where(scale == 0, 0.0, rel)
-    return np.where(np.isnan(analytic) | np.isnan(numeric), np.nan, rel)
+    with np.errstate(invalid="ignore", over="ignore"):  # 0/0 is invalid, never divide
+        rel = np.abs(analytic - numeric) / (np.abs(analytic) + np.abs(numeric))
+    return np.where((analytic == 0) & (numeric == 0), 0.0, rel)
 
 
-def first_pass(analytic, diffs: Differences, j0: float, rtol: float) -> np.ndarray:
-    """Boolean mask of suspects (including non-finite values)."""
-    numeric = diffs.numeric()
-    tol = rtol * (np.abs(analytic) + np.abs(numeric)) + diffs.roundoff(j0)
-    with np.errstate(invalid="ignore"):
-        ok = np.abs(analytic - numeric) <= tol
+def suspects(analytic, numeric, floor, rtol: float) -> np.ndarray:
+    """Boolean mask of suspects: ``|a - n| > rtol (|a| + |n|) + floor``, or non-finite."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        ok = np.abs(analytic - numeric) <= rtol * (np.abs(analytic) + np.abs(numeric)) + floor
     ok &= np.isfinite(analytic) & np.isfinite(numeric)  # inf <= inf is no agreement
     return ~ok
 
 
+def first_pass(analytic, diffs: Differences, j0: float, rtol: float) -> np.ndarray:
+    """Suspects of a central difference (its floor: the roundoff)."""
+    return suspects(analytic, diffs.numeric(), diffs.roundoff(j0), rtol)
+
+
+def grows(theta_at: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Per component: re-examine at larger steps (roundoff dominates: ``h`` is below
+    GROW_BELOW times the optimal step), else at smaller ones."""
+    optimal = AUTO_RELATIVE_STEP * np.maximum(1.0, np.abs(theta_at))
+    return np.abs(h) < GROW_BELOW * optimal
+
+
+def truncation_factors(grow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Richardson factors turning the change of an estimate between two levels into the
+    error of the current level's: for the central difference (error ~ h^2) and for the
+    one-sided slopes (error ~ h). Shrinking by SHRINK = 4: 1/15 and 1/3; growing: 16/15
+    and 4/3."""
+    ratio = np.where(grow, SHRINK, 1.0)
+    return ratio**2 / (SHRINK**2 - 1.0), ratio / (SHRINK - 1.0)
+
+
+def in_hull(analytic, left, right, noise, truncation, rtol: float) -> np.ndarray:
+    """Is the analytic value within the hull of the one-sided slopes (with tolerance)?"""
+    with np.errstate(invalid="ignore", over="ignore"):
+        tol = (rtol * (np.abs(analytic) + np.maximum(np.abs(left), np.abs(right)))
+               + 2.0 * noise + truncation)
+        return ((analytic >= np.minimum(left, right) - tol)
+                & (analytic <= np.maximum(left, right) + tol))
+
+
+@dataclass
+class LevelTests:
+    """The comparisons made at one level (boolean arrays over components)."""
+
+    matches: np.ndarray  # the central difference agrees with the analytic value
+    kink: np.ndarray  # the one-sided slopes stay apart from one step to the next
+    consistent: np.ndarray  # the central difference is stable across the two steps
+    hull: np.ndarray  # the analytic value lies in the hull of the one-sided slopes
+
+
+def judge_level(a: np.ndarray, cur: Level, prev: Level, noise: np.ndarray, grow: np.ndarray,
+                rtol: float) -> LevelTests:
+    """Compare the analytic values ``a`` with the level ``cur`` (previous step: ``prev``;
+    ``noise``: the roundoff floor of ``cur``'s central difference).
+
+    - matches: ``|a - n| <= rtol (|a| + |n|) + noise + truncation of n``;
+    - kink: ``|r - l| > rtol (|r| + |l|) + 4 noise`` and the jump at the smaller of the two
+      steps is at least half the jump at the larger (a smooth J's jump scales with h);
+    - consistent: the central differences of both steps agree within
+      ``rtol (|a| + |n|) + 2 noise``;
+    - hull: :func:`in_hull`, the slopes' truncation estimated from their change.
+    """
+    central_trunc, slope_trunc = truncation_factors(grow)
+    with np.errstate(invalid="ignore", over="ignore"):
+        n = cur.numeric
+        scale = np.abs(a) + np.abs(n)
+        spread = np.abs(prev.numeric - n)
+        matches = np.abs(a - n) <= rtol * scale + noise + spread * central_trunc
+        jump, prev_jump = cur.jump(), prev.jump()
+        small_jump = np.where(grow, prev_jump, jump)
+        large_jump = np.where(grow, jump, prev_jump)
+        slopes = np.abs(cur.left) + np.abs(cur.right)
+        kink = (jump > rtol * slopes + 4 * noise) & (small_jump >= 0.5 * large_jump)
+        consistent = spread <= rtol * scale + 2 * noise
+        truncation = slope_trunc * np.maximum(np.abs(cur.left - prev.left),
+                                              np.abs(cur.right - prev.right))
+    return LevelTests(matches, kink, consistent,
+                      in_hull(a, cur.left, cur.right, noise, truncation, rtol))
+
+
 @dataclass
 class Reexamination:
-    """Outcome for the suspects: kind per suspect and the numeric value relied on."""
+    """Outcome for the suspects.
+
+    ``kinds`` per suspect and the ``numeric`` value relied on; ``off_hull`` marks the
+    failures that look like kinks but whose analytic value lies outside the hull of the
+    one-sided slopes (a caller that can evaluate the gradient elsewhere may confirm them
+    off the kink), and ``steps`` the half-step at which each suspect was decided.
+    """
 
     kinds: np.ndarray
     numeric: np.ndarray
+    off_hull: np.ndarray
+    steps: np.ndarray
 
 
 def reexamine(analytic, theta_at, h, first: Differences, j0: float, rtol: float,
-              evaluate: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+              evaluate: Callable[[np.ndarray, np.ndarray, np.ndarray],
+                                 tuple[np.ndarray, np.ndarray]]
               ) -> Reexamination:
-    """Classify suspects with evaluations at smaller steps.
+    """Classify suspects with evaluations at other steps (see the module docstring).
 
     Parameters
     ----------
@@ -94,47 +225,53 @@ def reexamine(analytic, theta_at, h, first: Differences, j0: float, rtol: float,
         Analytic gradient, theta and nominal step at the suspects.
     first : Differences
         The evaluations of the first pass at the suspects.
+    j0 : float
+        The cost at theta.
+    rtol : float
+        Relative tolerance.
     evaluate : callable
-        ``evaluate(x_plus, x_minus) -> (j_plus, j_minus)`` for the suspects (in order).
+        ``evaluate(positions, x_plus, x_minus) -> (j_plus, j_minus)`` for the suspects at
+        ``positions`` (in order).
+
+    Returns
+    -------
+    Reexamination
     """
     n = analytic.shape[0]
     kinds = np.full(n, "", dtype=object)
+    off_hull = np.zeros(n, dtype=bool)
     numeric = first.numeric()
     finite0 = np.isfinite(analytic) & np.isfinite(first.j_plus) & np.isfinite(first.j_minus)
     kinds[~finite0] = NONFINITE
-    prev_numeric = numeric.copy()
-    prev_jump, _ = first.one_sided_jump(theta_at, j0)
-    step = np.asarray(h, dtype=np.float64)
+    prev = Level.of(first, theta_at, j0)
+    step = h.copy()
+    steps = h.copy()
+    grow = grows(theta_at, h)
+    factor = np.where(grow, SHRINK, 1.0 / SHRINK)
     for _level in range(LEVELS):
         open_ = np.flatnonzero(kinds == "")
         if open_.size == 0:
             break
-        step = step / SHRINK
+        step[open_] = step[open_] * factor[open_]
+        steps[open_] = step[open_]
         xp, xm = theta_at[open_] + step[open_], theta_at[open_] - step[open_]
         jp, jm = evaluate(open_, xp, xm)
-        cur = Differences(jp, jm, xp, xm)
-        n_cur = cur.numeric()
-        a = analytic[open_]
+        diffs = Differences(jp, jm, xp, xm)
+        cur = Level.of(diffs, theta_at[open_], j0)
+        t = judge_level(analytic[open_], cur, prev.at(open_), diffs.roundoff(j0), grow[open_],
+                        rtol)
         finite = np.isfinite(jp) & np.isfinite(jm)
-        noise = cur.roundoff(j0)
-        scale = np.abs(a) + np.abs(n_cur)
-        spread = np.abs(prev_numeric[open_] - n_cur)
-        jump, slopes = cur.one_sided_jump(theta_at[open_], j0)
-        with np.errstate(invalid="ignore"):
-            matches = np.abs(a - n_cur) <= rtol * scale + noise + spread / (SHRINK**2 - 1)
-            kink = (jump > rtol * slopes + 4 * noise) & (jump >= 0.5 * prev_jump[open_])
-            consistent = spread <= rtol * scale + 2 * noise
+        live = finite & ~t.matches
         decided = np.full(open_.size, "", dtype=object)
         decided[~finite] = NONFINITE
-        live = finite & ~matches
-        decided[finite & matches] = OK
-        decided[live & kink] = KINK
-        decided[live & ~kink & consistent] = FAIL
+        decided[finite & t.matches] = OK
+        decided[live & t.kink & t.hull] = KINK
+        decided[live & t.kink & ~t.hull] = FAIL
+        decided[live & ~t.kink & t.consistent] = FAIL
+        off_hull[open_] = live & t.kink & ~t.hull
         kinds[open_] = decided
-        use_new = finite & (decided != KINK)
-        numeric[open_] = np.where(use_new, n_cur, numeric[open_])
-        prev_numeric[open_] = n_cur
-        prev_jump[open_] = jump
+        numeric[open_] = np.where(finite & ~t.kink, cur.numeric, numeric[open_])
+        prev.put(open_, cur)
     undecided = kinds == ""
     if np.any(undecided):
         # Numeric derivative unstable across steps and no kink signature: call it a
@@ -142,4 +279,4 @@ def reexamine(analytic, theta_at, h, first: Differences, j0: float, rtol: float,
         scale = np.abs(analytic[undecided]) + np.abs(numeric[undecided])
         close = np.abs(analytic[undecided] - numeric[undecided]) <= rtol * scale * 10
         kinds[undecided] = np.where(close, OK, FAIL)
-    return Reexamination(kinds.astype(str), numeric)
+    return Reexamination(kinds.astype(str), numeric, off_hull, steps)

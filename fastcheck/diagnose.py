@@ -19,6 +19,9 @@ Each failing block gets at most one bug hint, from the first detector that fires
    with ``rho`` 10x smaller than any one-term model. The same k (or c) within 1 % in
    several blocks gives one hint; the same k in every block with a non-negligible
    gradient is a normalisation mismatch (mean vs sum) or, for k = -1, the gradient of -J;
+   on 1 or 2 components no fit is claimed, but ``a = k n`` is named when ``a / n`` is the
+   same clean factor at each (-1, 2, 1/2, an integer >= 3 or its inverse, to 0.1 %): a
+   one-entry bias summed over a batch of 10 where the cost takes the mean;
 6. one row/column (any axis): >= 2 failures, all in <= 2 slices, each with >= 2 failures,
    >= 3 checked components outside; one axis only;
 7. isolated: a block checked completely with 1..5 failures, at most 1 in 5 components.
@@ -31,20 +34,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 
+from ._residuals import (
+    FACTOR_RTOL,
+    MATCH_RTOL,
+    Block,
+    Fit,
+    agreement,
+    blocks_of,
+    factor_meaning,
+    fit_block,
+    fmt_factor,
+    groups,
+    norm,
+    pct,
+)
 from .report import Report
 
 __all__ = ["hints"]
 
-#: Two vectors agree when ||x - y|| <= MATCH_RTOL * (||x|| + ||y||).
-MATCH_RTOL = 1e-4
-#: A fit is claimed when ||a - model|| <= FIT_RHO * ||a - n||.
-FIT_RHO = 0.02
-#: A fitted factor "is" -1, 2, 1/2 or an integer when within this relative distance.
-FACTOR_RTOL = 1e-3
-#: Blocks share a fitted value when within this relative distance.
-SAME_RTOL = 1e-2
 #: At most this many scattered failures are listed as isolated components.
 MAX_ISOLATED = 5
 
@@ -60,109 +68,17 @@ class _Hint:
     text: str
 
 
-@dataclass
-class _Block:
-    """The checked components of one block."""
-
-    name: str
-    number: int
-    shape: tuple
-    size: int
-    flat: np.ndarray
-    local: np.ndarray
-    a: np.ndarray
-    n: np.ndarray
-    theta: np.ndarray
-    kinds: np.ndarray
-
-    @property
-    def fail(self) -> np.ndarray:
-        return self.kinds == "fail"
-
-    @property
-    def usable(self) -> np.ndarray:
-        """Components whose values mean something: finite, not on a kink."""
-        return np.isin(self.kinds, ("ok", "fail")) & np.isfinite(self.a) & np.isfinite(self.n)
-
-
-@dataclass(frozen=True)
-class _Fit:
-    model: str  # "regularisation" | "factor" | "factor+regularisation"
-    k: float
-    c: float
-    rho: float
-    m: int
-
-
-def _blocks(report: Report, theta_checked: np.ndarray) -> list[_Block]:
-    layout = report.layout
-    bounds = np.searchsorted(layout.block_of(report.indices), np.arange(len(layout) + 1))
-    offsets, sizes = layout.offsets, layout.sizes
-    out = []
-    for b, (name, shape) in enumerate(zip(layout.names, layout.shapes)):
-        s = slice(int(bounds[b]), int(bounds[b + 1]))
-        flat = report.indices[s]
-        out.append(_Block(name, b, tuple(shape), sizes[b], flat, flat - offsets[b],
-                          report.analytic[s], report.numeric[s], theta_checked[s],
-                          report.kinds[s]))
-    return out
-
-
-def _norm(x: np.ndarray) -> float:
-    return float(np.linalg.norm(x))
-
-
-def _agreement(x: np.ndarray, y: np.ndarray) -> float:
-    """``||x - y|| / (||x|| + ||y||)`` (inf when both are 0)."""
-    scale = _norm(x) + _norm(y)
-    return _norm(x - y) / scale if scale > 0 else np.inf
-
-
-def _pct(rho: float) -> str:
-    return f"{100 * (1 - rho * rho):.2f}%"
-
-
-def _nearest_integer(x: float) -> int | None:
-    q = round(x)
-    return int(q) if q >= 3 and abs(x - q) <= FACTOR_RTOL * abs(x) else None
-
-
-def _fmt_factor(k: float) -> str:
-    """``2.000``, ``-1.000``, ``0.1429 (= 1/7)``."""
-    q = _nearest_integer(1 / k) if k != 0 else None
-    return f"{k:#.4g} (= 1/{q})" if q else f"{k:#.4g}"
-
-
-def _factor_meaning(k: float) -> str:
-    """What a constant factor between analytic and numeric gradient usually means."""
-    if abs(k + 1) <= FACTOR_RTOL:
-        return "the sign is flipped"
-    if abs(k - 2) <= 2 * FACTOR_RTOL:
-        return "a factor 2 slip (a term counted twice, or the 1/2 of a squared term dropped?)"
-    if abs(k - 0.5) <= 0.5 * FACTOR_RTOL:
-        return "a factor 1/2 slip (a 1/2 applied twice, or a term counted once too few?)"
-    q = _nearest_integer(k)
-    if q:
-        return (f"a sum over {q} terms where the cost takes the mean (the batch size, or "
-                "batch x outputs?)")
-    q = _nearest_integer(1 / k) if k != 0 else None
-    if q:
-        return (f"divided by {q} (the batch size?) where the cost is not, or divided once "
-                "too often")
-    return "a constant scale slip"
-
-
 # -- detectors on one block or a pair --------------------------------------------------------
-def _swapped(failing: list[_Block], blocks: list[_Block], claimed: set) -> list[_Hint]:
+def _swapped(failing: list[Block], blocks: list[Block], claimed: set) -> list[_Hint]:
     """Block A's analytic gradient equals block B's numeric one (same shape)."""
-    def matches(x: _Block, y: _Block):
+    def matches(x: Block, y: Block):
         ux, uy = x.usable, y.usable
         _, ix, iy = np.intersect1d(x.local[ux], y.local[uy], return_indices=True)
         if ix.size < 2:
             return None
         xa, xn, yn = x.a[ux][ix], x.n[ux][ix], y.n[uy][iy]
-        err = _agreement(xa, yn)
-        if err <= MATCH_RTOL and _agreement(xn, yn) > 100 * MATCH_RTOL:
+        err = agreement(xa, yn)
+        if err <= MATCH_RTOL and agreement(xn, yn) > 100 * MATCH_RTOL:
             return err, ix.size
         return None
 
@@ -194,7 +110,7 @@ def _swapped(failing: list[_Block], blocks: list[_Block], claimed: set) -> list[
     return out
 
 
-def _transposed(b: _Block) -> _Hint | None:
+def _transposed(b: Block) -> _Hint | None:
     """``a`` equals ``n`` transposed (square), or transposed then flattened (any 2-D)."""
     if len(b.shape) != 2 or min(b.shape) < 2:
         return None
@@ -212,8 +128,8 @@ def _transposed(b: _Block) -> _Hint | None:
         if np.count_nonzero(keep) < 3:
             continue
         here, there = np.flatnonzero(use)[keep], position[partner[keep]]
-        err = _agreement(b.a[here], b.n[there])
-        if err > MATCH_RTOL or _agreement(b.a[here], b.n[here]) <= 100 * MATCH_RTOL:
+        err = agreement(b.a[here], b.n[there])
+        if err > MATCH_RTOL or agreement(b.a[here], b.n[here]) <= 100 * MATCH_RTOL:
             continue
         pairs = int(np.count_nonzero(keep))
         if p == q:
@@ -230,7 +146,7 @@ def _transposed(b: _Block) -> _Hint | None:
     return None
 
 
-def _zero(b: _Block) -> _Hint | None:
+def _zero(b: Block) -> _Hint | None:
     """The analytic gradient is 0 where the numeric one is not."""
     fin = np.isfinite(b.a) & np.isfinite(b.n)
     zero = np.abs(b.a) <= 1e-12 * np.abs(b.n)
@@ -252,7 +168,7 @@ def _zero(b: _Block) -> _Hint | None:
         f"{b.name} never written?"))
 
 
-def _clipped(b: _Block) -> _Hint | None:
+def _clipped(b: Block) -> _Hint | None:
     """The failing components all sit at ``|a| = c`` with ``|n| > c`` and the same sign."""
     use, fail = b.usable, b.fail & b.usable
     if np.count_nonzero(fail) < 2:
@@ -270,39 +186,6 @@ def _clipped(b: _Block) -> _Hint | None:
         f"the function that returns it?"))
 
 
-def _lstsq(columns: list[np.ndarray], y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    design = np.column_stack(columns)
-    coef, *_ = scipy.linalg.lstsq(design, y)
-    return coef, y - design @ coef
-
-
-def _fit(b: _Block) -> _Fit | None:
-    """Least-squares models of the block's analytic gradient, the best one if claimed."""
-    use = b.usable
-    a, n, th = b.a[use], b.n[use], b.theta[use]
-    r = a - n
-    rn, m = _norm(r), int(a.size)
-    if rn == 0 or m < 3:
-        return None
-    fits = []
-    if _norm(th) > 0:  # r = c * theta: a regularisation term missing or wrong
-        (c,), res = _lstsq([th], r)
-        fits.append(_Fit("regularisation", 1.0, float(c), _norm(res) / rn, m))
-    if _norm(n) > 0:  # a = k * n: a constant factor
-        (k,), res = _lstsq([n], a)
-        fits.append(_Fit("factor", float(k), 0.0, _norm(res) / rn, m))
-    good = [f for f in fits if f.rho <= FIT_RHO]
-    best = min(good, key=lambda f: f.rho) if good else None
-    if len(fits) == 2 and m >= 6:  # a = k * n + c * theta: data term scaled, penalty not
-        (k, c), res = _lstsq([n, th], a)
-        rho = _norm(res) / rn
-        # The two-term model must be needed: clearly better than the best one-term model.
-        if rho <= FIT_RHO and (best is None or rho < 0.1 * best.rho):
-            model = "regularisation" if abs(k - 1) <= SAME_RTOL else "factor+regularisation"
-            return _Fit(model, float(k), float(c), rho, m)
-    return best
-
-
 def _regularisation_sentence(c: float, what: str) -> str:
     if c < 0:
         return (f"is the regularisation term missing from the gradient of {what} (or too "
@@ -312,8 +195,11 @@ def _regularisation_sentence(c: float, what: str) -> str:
             "with too large a weight?")
 
 
-def _fit_hint(b: _Block, f: _Fit) -> _Hint:
-    how = f"least-squares fit over {f.m} components explains {_pct(f.rho)} of the discrepancy"
+def _fit_hint(b: Block, f: Fit) -> _Hint:
+    how = (f"least-squares fit over {f.m} components explains {pct(f.rho)} of the discrepancy"
+           if f.m >= 3 else
+           f"the ratio at {'its' if f.m == 1 else 'each of its'} {f.m} checked "
+           f"component{'s' if f.m > 1 else ''}")
     if f.model == "regularisation":
         return _Hint(REGULARISATION, b.number, (
             f"{b.name}: analytic - numeric = c * {b.name} with c = {f.c:.4g} ({how}): "
@@ -323,30 +209,16 @@ def _fit_hint(b: _Block, f: _Fit) -> _Hint:
         extra = (f" plus {f.c:.4g} * {b.name} (a term proportional to {b.name}, "
                  "regularisation?, is not scaled the same way)")
     return _Hint(FACTOR, b.number, (
-        f"{b.name}: the analytic gradient is {_fmt_factor(f.k)} x the numeric one{extra} "
-        f"({how}): {_factor_meaning(f.k)}"))
+        f"{b.name}: the analytic gradient is {fmt_factor(f.k)} x the numeric one{extra} "
+        f"({how}): {factor_meaning(f.k)}"))
 
 
-def _groups(items: list[tuple[_Block, float]]) -> list[list[tuple[_Block, float]]]:
-    """Blocks whose fitted values agree within SAME_RTOL, largest groups first."""
-    groups: list[list[tuple[_Block, float]]] = []
-    for b, v in items:
-        for g in groups:
-            ref = g[0][1]
-            if abs(v - ref) <= SAME_RTOL * abs(ref):
-                g.append((b, v))
-                break
-        else:
-            groups.append([(b, v)])
-    return sorted(groups, key=len, reverse=True)
-
-
-def _fit_hints(fits: dict[str, tuple[_Block, _Fit]], blocks: list[_Block]) -> list[_Hint]:
+def _fit_hints(fits: dict[str, tuple[Block, Fit]], blocks: list[Block]) -> list[_Hint]:
     """One hint per fitted block, merged when several blocks share the fitted value."""
     out, merged = [], set()
     factors = [(b, f.k) for b, f in fits.values() if f.model != "regularisation"]
-    scale = max((_norm(b.n[b.usable]) for b in blocks), default=0.0)
-    for group in _groups(factors):
+    scale = max((norm(b.n[b.usable]) for b in blocks), default=0.0)
+    for group in groups(factors):
         if len(group) < 2:
             continue
         names = [b.name for b, _ in group]
@@ -355,24 +227,24 @@ def _fit_hints(fits: dict[str, tuple[_Block, _Fit]], blocks: list[_Block]) -> li
         with_reg = [b.name for b, _ in group if fits[b.name][1].model != "factor"]
         note = (f"; for {', '.join(with_reg)} after allowing for a separately scaled term "
                 "proportional to the weights, the regularisation" if with_reg else "")
-        relevant = [b for b in blocks if _norm(b.n[b.usable]) > 1e-8 * scale]
+        relevant = [b for b in blocks if norm(b.n[b.usable]) > 1e-8 * scale]
         if all(b.name in names for b in relevant):
             if abs(k + 1) <= FACTOR_RTOL:
                 why = ("the gradient has the wrong sign everywhere: is it the gradient of -J "
                        "(a log-likelihood instead of the loss, or the descent direction)?")
             else:
                 why = ("the cost and the gradient are normalised differently: "
-                       + _factor_meaning(k))
-            text = (f"every block's analytic gradient is {_fmt_factor(k)} x the numeric one "
+                       + factor_meaning(k))
+            text = (f"every block's analytic gradient is {fmt_factor(k)} x the numeric one "
                     f"({', '.join(names)}{note}): {why}")
             out.append(_Hint(NORMALISATION, group[0][0].number, text))
         else:
-            text = (f"{', '.join(names)}: the analytic gradient is {_fmt_factor(k)} x the "
+            text = (f"{', '.join(names)}: the analytic gradient is {fmt_factor(k)} x the "
                     f"numeric one in each of these blocks ({len(names)} blocks{note}): "
-                    f"{_factor_meaning(k)}")
+                    f"{factor_meaning(k)}")
             out.append(_Hint(FACTOR, group[0][0].number, text))
     regs = [(b, f.c) for b, f in fits.values() if f.model == "regularisation"]
-    for group in _groups(regs):
+    for group in groups(regs):
         if len(group) < 2:
             continue
         names = [b.name for b, _ in group]
@@ -382,13 +254,13 @@ def _fit_hints(fits: dict[str, tuple[_Block, _Fit]], blocks: list[_Block]) -> li
         out.append(_Hint(REGULARISATION, group[0][0].number, (
             f"{', '.join(names)}: in each block, analytic - numeric = c * (the block's "
             f"parameters) with the same c = {c:.4g} (least-squares fits explain at least "
-            f"{_pct(worst)} of the discrepancy): "
+            f"{pct(worst)} of the discrepancy): "
             f"{_regularisation_sentence(c, ', '.join(names))}")))
     out.extend(_fit_hint(b, f) for name, (b, f) in fits.items() if name not in merged)
     return out
 
 
-def _concentrated(b: _Block, report: Report) -> _Hint | None:
+def _concentrated(b: Block, report: Report) -> _Hint | None:
     """Failures confined to one or two rows/columns, or a handful of isolated components."""
     fail = b.fail
     nf = int(np.count_nonzero(fail))
@@ -431,7 +303,7 @@ def _concentrated(b: _Block, report: Report) -> _Hint | None:
     return None
 
 
-def _nonfinite(b: _Block, report: Report) -> list[_Hint]:
+def _nonfinite(b: Block, report: Report) -> list[_Hint]:
     bad = b.kinds == "nonfinite"
     out = []
     for mask, what in ((bad & ~np.isfinite(b.a), "the analytic gradient is NaN or inf"),
@@ -450,7 +322,7 @@ def _nonfinite(b: _Block, report: Report) -> list[_Hint]:
     return out
 
 
-def _kinks(blocks: list[_Block]) -> _Hint | None:
+def _kinks(blocks: list[Block]) -> _Hint | None:
     per_block = [(b.name, int(np.count_nonzero(b.kinds == "kink"))) for b in blocks]
     per_block = [(n, k) for n, k in per_block if k]
     if not per_block:
@@ -459,8 +331,9 @@ def _kinks(blocks: list[_Block]) -> _Hint | None:
     where = ", ".join(f"{n} ({k})" for n, k in per_block)
     return _Hint(KINK, len(blocks), (
         f"{total} component{'s' if total > 1 else ''} sit{'' if total > 1 else 's'} on a kink "
-        f"(ReLU/max/abs switching inside the step) in {where}: harmless and not counted as "
-        f"failures; to check {'them' if total > 1 else 'it'} too, check again at a point away "
+        f"(ReLU/max/abs switching inside the step) in {where}, with analytic values "
+        f"consistent with subgradients there: harmless and not counted as failures; to "
+        f"check {'them' if total > 1 else 'it'} more tightly, check again at a point away "
         f"from the kinks (another initialisation, or theta slightly perturbed)."))
 
 
@@ -481,17 +354,17 @@ def hints(report: Report, theta_checked: np.ndarray) -> list[str]:
         normalisation, constant factor, regularisation, one row/column, isolated
         components), then notes on non-finite evaluations and on kinks.
     """
-    blocks = _blocks(report, np.asarray(theta_checked, dtype=np.float64))
+    blocks = blocks_of(report, np.asarray(theta_checked, dtype=np.float64))
     failing = [b for b in blocks if np.any(b.fail)]
     claimed: set[str] = set()
     out = _swapped(failing, blocks, claimed)
-    fits: dict[str, tuple[_Block, _Fit]] = {}
+    fits: dict[str, tuple[Block, Fit]] = {}
     for b in failing:
         if b.name in claimed:
             continue
         hint = _transposed(b) or _zero(b) or _clipped(b)
         if hint is None:
-            fit = _fit(b)
+            fit = fit_block(b)
             if fit is not None:
                 fits[b.name] = (b, fit)
                 continue

@@ -1,5 +1,6 @@
 """The numba, threads and serial backends compute the same numbers."""
 
+import threading
 import time
 
 import numba
@@ -90,6 +91,41 @@ def test_threads_backend_detects_thread_unsafe_cost():
     assert fc.check(cost, grad, theta, backend="serial").passed
     with pytest.raises(fc.ThreadSafetyError, match="serial"):
         fc.check(cost, grad, theta, backend="threads", threads=2)
+
+
+def test_threads_backend_catches_a_race_that_zeroes_the_difference():
+    # A cost object whose bias is only updated from the main thread: on the pool's threads
+    # it ignores every perturbation of the bias, so J+ == J- there and the numeric
+    # derivative is 0, exactly what a missing (all-zero) bias gradient says.
+    class Model:
+        def __init__(self, theta):
+            self.bias = theta[:3].copy()
+
+        def __call__(self, x):
+            if threading.current_thread() is threading.main_thread():
+                self.bias = x[:3].copy()
+            return float(np.sum(np.sin(x[3:])) + np.sum(self.bias**2))
+
+    theta = np.linspace(0.5, 1.5, 400)
+    missing_bias = np.concatenate([np.zeros(3), np.cos(theta[3:])])
+    with pytest.raises(fc.ThreadSafetyError, match="serial"):
+        fc.check(Model(theta), missing_bias, theta, backend="threads", threads=2)
+    # serially the same cost and gradient fail plainly, in the bias
+    report = fc.check(Model(theta), missing_bias, theta, backend="serial")
+    assert list(report.failed) == [0, 1, 2]
+
+
+def test_threads_backend_zero_gradients_of_a_safe_cost_pass():
+    theta = np.linspace(-1.0, 1.0, 30)
+
+    def cost(x):  # the second half of theta is not used: gradient exactly 0 there
+        return float(np.sum(np.sin(x[:15])))
+
+    grad = np.concatenate([np.cos(theta[:15]), np.zeros(15)])
+    report = fc.check(cost, grad, theta, backend="threads", threads=2)
+    assert report.passed
+    # the 15 exact zeros were re-verified serially (2 evaluations each) besides the picks
+    assert report.evaluations >= 2 + 2 * 30 + 2 * 15
 
 
 def test_numba_backend_with_plain_function_is_compiled():

@@ -105,7 +105,10 @@ def test_report_attributes_are_consistent(mlp_s):
     assert report.evaluations >= 2 * report.n_checked
     assert report.seconds > 0 and report.compile_seconds >= 0
     assert report.eps == "auto" and report.seed == 3
-    assert report.stats is not None or report.stats is None  # filled by the stats issue
+    # the statistics describe exactly the checked components, overall and per block
+    assert report.stats["overall"]["n"] == report.n_checked
+    assert {name: group["n"] for name, group in report.stats["blocks"].items()} == {
+        b.name: b.n_checked for b in report.blocks}
     d = report.to_dict()
     import json
 
@@ -169,3 +172,23 @@ def test_flat_params_with_layout_named_blocks():
     report = fc.check(lambda x: float(np.sum(np.exp(x))), np.exp, theta, layout=layout)
     assert [b.name for b in report.blocks] == ["a", "c"]
     assert report.worst(1)[0].name in {"a", "c"}
+
+
+def test_compiling_a_fresh_njit_grad_counts_as_compile_time_not_check_time():
+    import numba
+
+    def cost(x):  # plain Python: nothing to compile but the gradient
+        return float(np.sum(np.cos(x) * x) + 0.25 * np.sum(x**4))
+
+    @numba.njit
+    def grad(x):  # a fresh function: compiled during this check
+        return np.cos(x) - x * np.sin(x) + x**3
+
+    theta = np.linspace(-1.0, 1.0, 7)
+    report = fc.check(cost, grad, theta, backend="serial")
+    assert report.passed
+    # compiling grad takes a good fraction of a second; the check itself milliseconds
+    assert report.compile_seconds > 0.05
+    assert report.seconds < report.compile_seconds
+    again = fc.check(cost, grad, theta, backend="serial")
+    assert again.compile_seconds < 0.05

@@ -339,3 +339,74 @@ def test_builtin_mlp_bugs_get_the_right_first_hint(bug):
 
 def test_every_builtin_bug_is_covered_or_known_unexplained():
     assert set(EXPECTED) | {"wrong-relu-mask"} == set(BUGS)
+
+
+# -- one-component blocks ------------------------------------------------------------------
+def _one_output_net(m=10, seed=0):
+    """3 layers with a single sigmoid output: b3 has one component; the cost is the mean
+    cross-entropy over a batch of m."""
+    rng = np.random.default_rng(seed)
+    params = {"W1": rng.normal(size=(4, 6)) / 2, "b1": 0.1 * rng.normal(size=6),
+              "W2": rng.normal(size=(6, 3)) / 2, "b2": 0.1 * rng.normal(size=3),
+              "W3": rng.normal(size=(3, 1)), "b3": np.array([0.2])}
+    X = rng.normal(size=(m, 4))
+    y = rng.integers(0, 2, size=(m, 1)).astype(float)
+    return params, X, y
+
+
+def _one_output_cost(p, X, y):
+    A1 = np.tanh(X @ p["W1"] + p["b1"])
+    A2 = np.tanh(A1 @ p["W2"] + p["b2"])
+    z = A2 @ p["W3"] + p["b3"]
+    return float(np.mean(np.logaddexp(0, z) - y * z))
+
+
+def _one_output_grad(p, X, y, b3_scale=1.0):
+    m = X.shape[0]
+    A1 = np.tanh(X @ p["W1"] + p["b1"])
+    A2 = np.tanh(A1 @ p["W2"] + p["b2"])
+    dz = (1 / (1 + np.exp(-(A2 @ p["W3"] + p["b3"]))) - y) / m
+    dZ2 = dz @ p["W3"].T * (1 - A2**2)
+    dZ1 = dZ2 @ p["W2"].T * (1 - A1**2)
+    return {"W1": X.T @ dZ1, "b1": dZ1.sum(axis=0), "W2": A1.T @ dZ2, "b2": dZ2.sum(axis=0),
+            "W3": A2.T @ dz, "b3": dz.sum(axis=0) * b3_scale}
+
+
+def test_one_component_block_off_by_the_batch_size_is_named():
+    params, X, y = _one_output_net(m=10)
+    grads = _one_output_grad(params, X, y, b3_scale=10.0)  # the sum where the cost is a mean
+    report = fc.check(_one_output_cost, grads, params, (X, y))
+    assert list(report.failing_blocks()) == ["b3"]
+    hint = only_hint(report)
+    assert hint.startswith("b3:") and "10.00 x the numeric" in hint
+    assert "sum over 10 terms" in hint and "1 checked component" in hint
+
+
+@pytest.mark.parametrize(("scale", "words"), [(-1.0, "sign is flipped"), (0.5, "1/2 slip"),
+                                              (1 / 10, "divided by 10")])
+def test_one_component_block_clean_factors(scale, words):
+    params, X, y = _one_output_net(m=10)
+    grads = _one_output_grad(params, X, y, b3_scale=scale)
+    assert words in only_hint(fc.check(_one_output_cost, grads, params, (X, y)))
+
+
+@pytest.mark.parametrize("scale", [1.37, 0.8, 10.3, -2.0])
+def test_one_component_block_with_an_unclean_ratio_gets_no_factor_hint(scale):
+    params, X, y = _one_output_net(m=10)
+    grads = _one_output_grad(params, X, y, b3_scale=scale)
+    report = fc.check(_one_output_cost, grads, params, (X, y))
+    assert list(report.failing_blocks()) == ["b3"]
+    assert not any(" x the numeric" in h for h in report.hints), report.hints
+
+
+def test_correct_one_output_net_gets_no_hint():
+    params, X, y = _one_output_net(m=10)
+    report = fc.check(_one_output_cost, _one_output_grad(params, X, y), params, (X, y))
+    assert report.passed and report.hints == ()
+
+
+def test_diagnose_imports_scipy_lazily():
+    # numba may load scipy.linalg on its own; diagnose itself only imports it in the fit
+    from fastcheck import _residuals, diagnose
+
+    assert not hasattr(diagnose, "scipy") and not hasattr(_residuals, "scipy")

@@ -2,8 +2,16 @@
 
 Python costs are often not thread-safe (parameters kept on a shared object, a global RNG
 reseeded inside). This backend is only used when asked for, and every chunk re-evaluates
-a few of its components serially: if the values differ, ``ThreadSafetyError`` is raised
+some of its components serially: if the values differ, ``ThreadSafetyError`` is raised
 instead of returning wrong numbers.
+
+A race can change a verdict in two ways. It can make a component look wrong (it then
+becomes a suspect, and the driver re-verifies every suspect), or it can make J+ and J-
+read the same state, so that the numeric derivative is exactly 0 and an all-zero (wrong)
+analytic value agrees with it. So every component whose J+ == J- is re-verified too,
+besides two random ones per chunk. Exactly-zero differences are rare in a correct cost
+away from dead units; where a block is dead, its components are evaluated a second time,
+serially: soundness first.
 """
 
 from __future__ import annotations
@@ -85,17 +93,18 @@ class ThreadsBackend(Backend):
         j_plus = np.concatenate([p[0] for p in parts])
         j_minus = np.concatenate([p[1] for p in parts])
         n_picks = min(RECHECKS_PER_CHUNK, n)
-        self.verify(indices, x_plus, x_minus, j_plus, j_minus,
-                    self._rng.choice(n, size=n_picks, replace=False))
+        picks = self._rng.choice(n, size=n_picks, replace=False)
+        flat = np.flatnonzero(j_plus == j_minus)  # numeric exactly 0: a race can do that
+        self.verify(indices, x_plus, x_minus, j_plus, j_minus, np.union1d(picks, flat))
         return j_plus, j_minus
 
     def verify(self, indices, x_plus, x_minus, j_plus, j_minus, picks=None) -> None:
         """Re-evaluate components (all, or positions ``picks``) in one thread and raise
         ``ThreadSafetyError`` if any value differs from the threaded one.
 
-        The driver calls this for every suspect: a race can only change a verdict by
-        making a component look wrong, so checking the suspects catches every race that
-        matters, and the random picks catch the rest early.
+        The driver calls this for every suspect (a race that makes a component look
+        wrong); ``evaluate`` calls it for every component with J+ == J- (a race that
+        makes both read the same state) and for a few random ones.
         """
         if picks is None:
             picks = np.arange(indices.shape[0])
