@@ -89,7 +89,7 @@ def _judge_chunk(runner, problem, t: Targets, pos: np.ndarray, rtol: float, meth
         return runner.evaluate(t.indices[sp[positions]], xp, xm)
 
     outcome = _verdict.reexamine(analytic[suspect], t.theta_at[sp], t.h[sp], sub, problem.j0,
-                                 rtol, evaluate)
+                                 rtol, evaluate, problem.noise)
     if method == "complex":
         # The complex step has no roundoff or truncation to re-examine: only a kink (which
         # central differences detect) excuses a suspect; its exact value is kept otherwise.

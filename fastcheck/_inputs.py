@@ -10,6 +10,7 @@ import contextlib
 import math
 import numbers
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,9 @@ import numpy as np
 from numba.core.errors import NumbaError
 from numba.extending import is_jitted
 
+from . import _precision
 from ._blas import single_threaded_blas
+from ._steps import nominal_steps
 from .errors import NondeterministicCostError
 from .layout import Layout
 
@@ -44,6 +47,19 @@ class Problem:
     j0: float
     #: Time the first call of a jitted cost spent compiling (first call minus second).
     cost_compile_seconds: float = 0.0
+    #: Measured noise (standard deviation) of one cost evaluation when the cost computes
+    #: in float32 whatever it is given; 0 for a float64 cost (roundoff is eps * |J|).
+    noise: float = 0.0
+    #: What the preparation found that the report must say (float32 handling).
+    notes: tuple = ()
+    #: Cost evaluations spent measuring the noise (on top of the two at theta).
+    probe_evaluations: int = 0
+
+    def nominal_steps(self, theta_at: np.ndarray, eps: float | str) -> np.ndarray:
+        """The step of each component: the float64 rule, or one from the measured noise."""
+        if self.noise > 0 and isinstance(eps, str):
+            return _precision.noise_steps(theta_at, self.noise, self.j0)
+        return nominal_steps(theta_at, eps)
 
     def make_call(self, x: np.ndarray) -> Callable[[], Any]:
         """A function of no arguments that evaluates ``cost`` at ``x`` (raw return value)."""
@@ -61,13 +77,13 @@ class Problem:
 # -- small validators ---------------------------------------------------------------------
 def _dtype_error(what: str, arr: np.ndarray) -> TypeError:
     return TypeError(
-        f"{what} must be float64, got dtype {arr.dtype}; convert with .astype(np.float64) "
-        f"(gradient checks need double precision: in float32 the finite-difference "
-        f"roundoff alone is ~1e-3)"
+        f"{what} must be float64 (or float32), got dtype {arr.dtype}; convert with "
+        f".astype(np.float64) (gradient checks need at least single precision)"
     )
 
 
 def _as_float64_array(what: str, value: Any) -> np.ndarray:
+    """``value`` as a float64 (or float32: checked honestly, see _precision) array."""
     if isinstance(value, np.ndarray):
         arr = value
     elif isinstance(value, (list, tuple)) or isinstance(value, numbers.Real):
@@ -79,7 +95,7 @@ def _as_float64_array(what: str, value: Any) -> np.ndarray:
             arr = arr.astype(np.float64)
     else:
         raise TypeError(f"{what} must be a float64 numpy array, got {type(value).__name__}")
-    if arr.dtype != np.float64 and arr.dtype != np.dtype(np.float64).newbyteorder():
+    if arr.dtype.kind != "f" or arr.dtype.itemsize not in (4, 8):
         raise _dtype_error(what, arr)  # float64 of either byte order is converted later
     return arr
 
@@ -102,7 +118,7 @@ def scalar_cost(value: Any, where: str) -> float:
         raise TypeError(f"cost must return a real scalar, got a bool {where}")
     if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "fiu":
         value = value.reshape(())[()]
-    if isinstance(value, np.floating) and value.dtype.itemsize < 8:
+    if isinstance(value, np.floating) and value.dtype.itemsize < 4:
         raise TypeError(
             f"cost must return a float64 scalar, got {value.dtype} {where}: in "
             f"{value.dtype} the finite differences are roundoff (compute the cost in float64)"
@@ -256,7 +272,7 @@ def prepare(cost: Any, grad: Any, params: Any, args: Any, layout: Layout | None)
             f"(cost returns (loss, grads)); got {grad!r}"
         )
 
-    def first_value(what: str) -> tuple[float, Any]:
+    def first_value(what: str) -> tuple[float, Any, bool]:
         value = _call_user(cost, theta, lay, kind, args)
         grads = None
         if returns_grad:
@@ -266,17 +282,17 @@ def prepare(cost: Any, grad: Any, params: Any, args: Any, layout: Layout | None)
                     f"{type(value).__name__}"
                 )
             value, grads = value
-        return scalar_cost(value, what), grads
+        return scalar_cost(value, what), grads, _precision.is_float32(value)
 
     # A jitted cost is evaluated with one BLAS thread, as the numba kernel will (see _blas).
     blas = single_threaded_blas() if is_jitted(cost) else contextlib.nullcontext()
     with blas:
         t0 = time.perf_counter()
-        j0, grads = first_value("at theta")
+        j0, grads, returned_float32 = first_value("at theta")
         t1 = time.perf_counter()
         if not math.isfinite(j0):
             raise ValueError(f"cost must be finite at theta, got {j0}")
-        j1, _ = first_value("at theta (second evaluation)")
+        j1, _, _ = first_value("at theta (second evaluation)")
         t2 = time.perf_counter()
         compile_seconds = max(0.0, (t1 - t0) - (t2 - t1)) if is_jitted(cost) else 0.0
         if not (abs(j1 - j0) <= 8 * np.finfo(np.float64).eps * max(abs(j0), abs(j1))) \
@@ -286,6 +302,8 @@ def prepare(cost: Any, grad: Any, params: Any, args: Any, layout: Layout | None)
                 "A gradient check needs a deterministic cost: turn dropout off (or fix its "
                 "mask), and seed or remove any randomness inside cost."
             )
+        noise, notes, probes = _float32_handling(cost, theta, lay, kind, args, returns_grad,
+                                                 params, j0, returned_float32)
         if returns_grad:
             analytic_raw, source = grads, "grads returned by cost"
         elif callable(grad):
@@ -294,4 +312,43 @@ def prepare(cost: Any, grad: Any, params: Any, args: Any, layout: Layout | None)
         else:
             analytic_raw, source = grad, "grad"
     analytic = normalise_grad(analytic_raw, lay, kind, source)
-    return Problem(theta, analytic, lay, cost, args, kind, returns_grad, j0, compile_seconds)
+    return Problem(theta, analytic, lay, cost, args, kind, returns_grad, j0, compile_seconds,
+                   noise=noise, notes=notes, probe_evaluations=probes)
+
+
+# -- float32 ------------------------------------------------------------------------------
+def _float32_blocks(params: Any) -> list[str]:
+    """Names of the float32 blocks of ``params`` (``["params"]`` for a float32 vector)."""
+    if isinstance(params, Mapping):
+        return [str(k) for k, v in params.items() if _precision.is_float32(v)]
+    return ["params"] if _precision.is_float32(params) else []
+
+
+def _float32_handling(cost: Callable, theta: np.ndarray, layout: Layout, kind: str,
+                      args: tuple, returns_grad: bool, params: Any, j0: float,
+                      returned_float32: bool) -> tuple[float, tuple, int]:
+    """Noise level, report notes and probe evaluations for a float32 model.
+
+    Nothing to do (``(0.0, (), 0)``) when neither the params nor the cost's value are
+    float32. Otherwise the cost's noise is measured: float64-level means the cost follows
+    its input's dtype (checked in float64); a float32 value or a high noise means it
+    computes in float32 (steps and floor from the noise). Either way a warning is issued.
+    """
+    from ._verdict import NOISE_FACTOR
+
+    blocks = _float32_blocks(params)
+    if not blocks and not returned_float32:
+        return 0.0, (), 0
+
+    def value_at(x: np.ndarray) -> float:
+        value = _call_user(cost, x, layout, kind, args)
+        return scalar_cost(value[0] if returns_grad else value, "while measuring its noise")
+
+    noise, largest, probes = _precision.estimate_noise(value_at, theta)
+    if returned_float32:  # at least the rounding of the returned value
+        noise = max(noise, 0.5 * _precision.EPS32 * abs(j0))
+    low = returned_float32 or noise > _precision.LOW_PRECISION_NOISE * max(abs(j0), largest)
+    note, warning = _precision.describe(blocks, returned_float32, noise, j0, low,
+                                        NOISE_FACTOR)
+    warnings.warn(warning, UserWarning, stacklevel=4)
+    return (noise if low else 0.0), (note,), probes

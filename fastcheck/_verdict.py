@@ -20,6 +20,8 @@ from ._steps import EPS_MACHINE
 
 #: Multiple of eps*|J| assumed as the error of one cost evaluation.
 ROUNDOFF_FACTOR = 32.0
+#: Multiple of the measured noise sigma of a float32 cost used instead (Problem.noise).
+NOISE_FACTOR = 12.0
 #: Each re-examination level divides the step by this.
 SHRINK = 4.0
 #: Number of re-examination levels (h/4, h/16).
@@ -42,10 +44,12 @@ class Differences:
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             return (self.j_plus - self.j_minus) / (self.x_plus - self.x_minus)
 
-    def roundoff(self, j0: float) -> np.ndarray:
-        """Roundoff floor of the central quotient: C * eps * |J| / h."""
+    def roundoff(self, j0: float, noise: float = 0.0) -> np.ndarray:
+        """Roundoff floor of the central quotient: C * eps * |J| / h (or C' * sigma / h for
+        a cost with measured noise sigma, see Problem.noise)."""
         scale = np.maximum(np.maximum(np.abs(self.j_plus), np.abs(self.j_minus)), abs(j0))
-        return ROUNDOFF_FACTOR * EPS_MACHINE * scale * 2.0 / (self.x_plus - self.x_minus)
+        error = np.maximum(ROUNDOFF_FACTOR * EPS_MACHINE * scale, NOISE_FACTOR * noise)
+        return error * 2.0 / (self.x_plus - self.x_minus)
 
     def one_sided_jump(self, theta_at: np.ndarray, j0: float) -> np.ndarray:
         """|right slope - left slope|: shrinks like h for smooth J, stays at a kink."""
@@ -84,8 +88,8 @@ class Reexamination:
 
 
 def reexamine(analytic, theta_at, h, first: Differences, j0: float, rtol: float,
-              evaluate: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
-              ) -> Reexamination:
+              evaluate: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+              j_noise: float = 0.0) -> Reexamination:
     """Classify suspects with evaluations at smaller steps.
 
     Parameters
@@ -116,7 +120,7 @@ def reexamine(analytic, theta_at, h, first: Differences, j0: float, rtol: float,
         n_cur = cur.numeric()
         a = analytic[open_]
         finite = np.isfinite(jp) & np.isfinite(jm)
-        noise = cur.roundoff(j0)
+        noise = cur.roundoff(j0, j_noise)
         scale = np.abs(a) + np.abs(n_cur)
         spread = np.abs(prev_numeric[open_] - n_cur)
         jump, slopes = cur.one_sided_jump(theta_at[open_], j0)

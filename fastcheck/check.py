@@ -232,7 +232,7 @@ def check(
     bar = _Progress(bool(progress), plan.indices.shape[0])
     try:
         with runner:
-            notes: list[str] = []
+            notes: list[str] = list(problem.notes)
             if method == "complex":
                 method, note = _complex_probe(runner, problem, targets, rtol)
                 notes.extend([note] if note else [])
@@ -311,7 +311,7 @@ def _complex_probe(runner, problem: Problem, targets: _driver.Targets, rtol: flo
 def _targets(problem: Problem, indices: np.ndarray, eps) -> _driver.Targets:
     """Points, steps and analytic values of the chosen components."""
     theta_at = problem.theta[indices]
-    h = _steps.nominal_steps(theta_at, eps)
+    h = problem.nominal_steps(theta_at, eps)
     x_plus, x_minus = _steps.perturbed_points(theta_at, h)
     flat = np.flatnonzero(x_plus == x_minus)
     if flat.size:
@@ -363,7 +363,7 @@ def _build_report(problem: Problem, plan, targets: _driver.Targets, state, runne
     rel_global = global_relative_error(analytic, numeric)
     n_failed = int(np.count_nonzero(failing))
     blocks = block_reports(problem.layout, indices, analytic, numeric, rel_errors, kinds)
-    evaluations = 2 + runner.evaluations  # the two calls at theta, then the backend's
+    evaluations = 2 + problem.probe_evaluations + runner.evaluations  # theta, noise, backend
     compile_seconds = float(runner.compile_seconds) + problem.cost_compile_seconds
     report = Report(
         passed=n_failed == 0,

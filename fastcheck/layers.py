@@ -180,6 +180,14 @@ def _gradients(value: Any, names: tuple[str, ...], floats: Mapping[str, np.ndarr
     return grads
 
 
+def _private(inputs: Mapping[str, np.ndarray], names: tuple[str, ...], floats: Mapping
+             ) -> list[np.ndarray]:
+    """Fresh copies of the inputs, the float ones in float64 (the precision fc.check's cost
+    hands ``forward``), for the one forward/backward call that gives the analytic values."""
+    return [np.array(inputs[n], dtype=np.float64 if n in floats else None, copy=True)
+            for n in names]
+
+
 def _validate_options(check_options: dict) -> None:
     for key in ("layout", "grad", "params", "cost"):
         if key in check_options:
@@ -204,8 +212,10 @@ def check_layer(forward: Callable[..., Any], backward: Callable[..., Any],
         array when there is one), or a mapping keyed like ``inputs`` (``x`` or ``dx``).
     inputs : mapping
         ``name -> array`` in the positional order of ``forward``'s leading arguments.
-        Float arrays are checked (one report block each); integer arrays (the word
-        indices of an embedding) are passed in their place and not checked.
+        Float arrays are checked (one report block each), float32 ones as ``fc.check``
+        checks float32 parameters (in float64 when the layer follows its input's dtype,
+        else with tolerances from its measured noise); integer arrays (the word indices
+        of an embedding) are passed in their place and not checked.
     args : tuple
         Further arguments of ``forward`` after the inputs (``conv_param``, ``bn_param``,
         an integer group count); every call gets its own deep copy.
@@ -261,14 +271,13 @@ def check_layer(forward: Callable[..., Any], backward: Callable[..., Any],
     used_seed = resolve_seed(seed)
     args = copy.deepcopy(args)
 
-    values = [np.array(inputs[n], copy=True) for n in names]
-    outs, cache, with_cache = _outputs_of(forward(*values, *copy.deepcopy(args)))
+    outs, cache, with_cache = _outputs_of(forward(*_private(inputs, names, floats),
+                                                  *copy.deepcopy(args)))
     douts = _draw_douts(outs, used_seed)
     if with_cache:
         raw = backward(*[d.copy() for d in douts], cache)
     else:
-        fresh = [np.array(inputs[n], copy=True) for n in names]
-        raw = backward(douts[0].copy(), *fresh, *copy.deepcopy(args))
+        raw = backward(douts[0].copy(), *_private(inputs, names, floats), *copy.deepcopy(args))
     grads = _gradients(raw, names, floats)
 
     cost = LayerCost(forward, names, fixed, args, douts, with_cache)
