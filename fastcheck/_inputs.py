@@ -75,15 +75,20 @@ class Problem:
 
 
 # -- small validators ---------------------------------------------------------------------
-def _dtype_error(what: str, arr: np.ndarray) -> TypeError:
-    return TypeError(
-        f"{what} must be float64 (or float32), got dtype {arr.dtype}; convert with "
-        f".astype(np.float64) (gradient checks need at least single precision)"
-    )
+def _dtype_error(what: str, arr: np.ndarray, float32_ok: bool) -> TypeError:
+    if float32_ok:
+        return TypeError(
+            f"{what} must be float64 (or float32), got dtype {arr.dtype}; convert with "
+            f".astype(np.float64) (gradient checks need at least single precision)"
+        )
+    why = (" (a float32 gradient is accepted for float32 params or a float32 cost)"
+           if arr.dtype == np.float32 else "")
+    return TypeError(f"{what} must be float64, got dtype {arr.dtype}{why}; convert with "
+                     ".astype(np.float64)")
 
 
-def _as_float64_array(what: str, value: Any) -> np.ndarray:
-    """``value`` as a float64 (or float32: checked honestly, see _precision) array."""
+def _as_float64_array(what: str, value: Any, float32_ok: bool = False) -> np.ndarray:
+    """``value`` as a float64 array (float32 too when ``float32_ok``: see _precision)."""
     if isinstance(value, np.ndarray):
         arr = value
     elif isinstance(value, (list, tuple)) or isinstance(value, numbers.Real):
@@ -95,8 +100,8 @@ def _as_float64_array(what: str, value: Any) -> np.ndarray:
             arr = arr.astype(np.float64)
     else:
         raise TypeError(f"{what} must be a float64 numpy array, got {type(value).__name__}")
-    if arr.dtype.kind != "f" or arr.dtype.itemsize not in (4, 8):
-        raise _dtype_error(what, arr)  # float64 of either byte order is converted later
+    if arr.dtype.kind != "f" or arr.dtype.itemsize not in ((4, 8) if float32_ok else (8,)):
+        raise _dtype_error(what, arr, float32_ok)  # either byte order is converted later
     return arr
 
 
@@ -147,7 +152,7 @@ def normalise_params(params: Any, layout: Layout | None) -> tuple[np.ndarray, La
         for name, value in params.items():
             if not isinstance(name, str):
                 raise TypeError(f"params keys must be strings, got {name!r}")
-            arr = _as_float64_array(f"params[{name!r}]", value)
+            arr = _as_float64_array(f"params[{name!r}]", value, float32_ok=True)
             _check_finite(f"params[{name!r}]", arr)
             arrays[name] = arr
         lay = Layout.from_params(arrays)
@@ -159,7 +164,7 @@ def normalise_params(params: Any, layout: Layout | None) -> tuple[np.ndarray, La
             "params must be a 1-D float64 numpy array or a mapping name -> array, "
             f"got {type(params).__name__}"
         )
-    arr = _as_float64_array("params", params)
+    arr = _as_float64_array("params", params, float32_ok=True)
     if arr.ndim != 1:
         raise ValueError(
             f"params as an array must be 1-D (flat theta), got shape {arr.shape}; pass a "
@@ -186,8 +191,10 @@ def _transposition_hint(shape: tuple, got: tuple) -> str:
     return " — is it transposed?" if len(shape) == 2 and got == shape[::-1] else ""
 
 
-def normalise_grad(value: Any, layout: Layout, params_kind: str, source: str) -> np.ndarray:
-    """The analytic gradient as a new flat float64 vector in ``layout``'s order."""
+def normalise_grad(value: Any, layout: Layout, params_kind: str, source: str,
+                   float32_ok: bool = False) -> np.ndarray:
+    """The analytic gradient as a new flat float64 vector in ``layout``'s order (float32
+    accepted when ``float32_ok``: for a float32 model)."""
     if isinstance(value, Mapping):
         out = np.empty(layout.size, dtype=np.float64)
         missing = []
@@ -199,7 +206,7 @@ def normalise_grad(value: Any, layout: Layout, params_kind: str, source: str) ->
             else:
                 missing.append(name)
                 continue
-            arr = _as_float64_array(f"{source}[{key!r}]", value[key])
+            arr = _as_float64_array(f"{source}[{key!r}]", value[key], float32_ok)
             if arr.shape != shape:
                 if arr.size == int(np.prod(shape)) and arr.ndim == 1:
                     pass  # a flat block of the right length is accepted
@@ -216,7 +223,7 @@ def normalise_grad(value: Any, layout: Layout, params_kind: str, source: str) ->
                 f"{[n for n in missing]} or {['d' + n for n in missing]}, got keys {have}"
             )
         return out
-    arr = _as_float64_array(source, value)
+    arr = _as_float64_array(source, value, float32_ok)
     if arr.ndim == 1 and arr.size == layout.size:
         return np.array(arr, dtype=np.float64, copy=True)
     if params_kind == "flat" or len(layout) == 1:
@@ -311,7 +318,7 @@ def prepare(cost: Any, grad: Any, params: Any, args: Any, layout: Layout | None)
             source = "grad(theta)"
         else:
             analytic_raw, source = grad, "grad"
-    analytic = normalise_grad(analytic_raw, lay, kind, source)
+    analytic = normalise_grad(analytic_raw, lay, kind, source, float32_ok=bool(notes))
     return Problem(theta, analytic, lay, cost, args, kind, returns_grad, j0, compile_seconds,
                    noise=noise, notes=notes, probe_evaluations=probes)
 

@@ -95,8 +95,11 @@ def test_float32_params_and_grad_are_accepted_with_a_float64_warning():
     with pytest.warns(UserWarning, match="float64"):
         report = fc.check(lambda x: float(x @ x), 2 * params, params)
     assert report.passed and params.dtype == np.float32
-    assert report.passed == fc.check(lambda x: float(x @ x), (2 * params).astype(np.float32),
-                                     params.astype(np.float64)).passed
+
+
+def test_float32_grad_refused_for_a_float64_model():
+    with pytest.raises(TypeError, match="must be float64, got dtype float32 .*float32 params"):
+        fc.check(lambda x: float(x @ x), np.ones(3, dtype=np.float32), np.ones(3))
 
 
 def test_nonfinite_params_refused():
