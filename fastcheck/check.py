@@ -261,11 +261,15 @@ def _directional(problem: Problem, eps, rtol: float, seed, start: float, confide
         raise ValueError('mode="directional" chooses its own evaluations: sample and '
                          f"max_failures must be None, got sample={sample!r}, "
                          f"max_failures={max_failures!r}")
+    if problem.noise > 0:
+        raise ValueError('mode="directional" cannot use the measured noise of a cost that '
+                         'computes in float32 yet; use mode="full" (the default)')
     used_seed = _plan.resolve_seed(seed)
     report = run_directional(problem, eps=eps, rtol=rtol, seed=used_seed, start_time=start)
     report = enrich(report, problem.theta[report.indices], confidence)
     # the located components are not a uniform sample: no failure-rate bound
-    return dataclasses.replace(report, failure_rate_bound=None, mode="directional")
+    return dataclasses.replace(report, failure_rate_bound=None, mode="directional",
+                               notes=tuple(problem.notes) + tuple(report.notes))
 
 
 def _backend_events(runner) -> list[str]:

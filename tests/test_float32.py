@@ -223,3 +223,13 @@ def test_float32_layer_bug_still_fails(seed):
         report = fc.check_layer(affine32_forward, L.CASES["affine"].buggy(), inputs,
                                 seed=seed)
     assert [b.name for b in report.blocks if b.n_failed] == ["b"]
+
+
+def test_directional_mode_keeps_the_float64_note_and_refuses_the_noisy_path():
+    p, x, y = make_mlp(0)
+    report = quiet_check(lambda q: float(loss(q, x, y)), lambda q: grads(q, x, y), p,
+                         mode="directional")
+    assert report.passed and "float64" in report.notes[0]
+    with pytest.raises(ValueError, match='mode="directional".*float32'):
+        quiet_check(lambda q: float(loss(q, x, y, np.float32)),
+                    lambda q: grads(q, x, y, np.float32), p, mode="directional")
