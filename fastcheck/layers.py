@@ -54,11 +54,14 @@ class LayerCost:
             return tuple(result[:-1]), result[-1]
         return (result,), None
 
-    def __call__(self, params: Mapping[str, np.ndarray]) -> float:
+    def __call__(self, params: Mapping[str, np.ndarray]) -> Any:
         outs, _ = self.outputs(params)
-        total = 0.0
+        total = np.float64(0.0)
         for out, dout in zip(outs, self.douts):
-            total += float(np.vdot(np.asarray(out, dtype=np.float64), dout))
+            out = np.asarray(out)
+            if out.dtype.kind != "c":  # float32 outputs are summed in float64; complex
+                out = out.astype(np.float64, copy=False)  # stays (method="complex")
+            total = total + np.sum(out * dout)
         return total
 
 

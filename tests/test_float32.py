@@ -233,3 +233,31 @@ def test_directional_mode_keeps_the_float64_note_and_refuses_the_noisy_path():
     with pytest.raises(ValueError, match='mode="directional".*float32'):
         quiet_check(lambda q: float(loss(q, x, y, np.float32)),
                     lambda q: grads(q, x, y, np.float32), p, mode="directional")
+
+
+def _cast32(forward):
+    """The layer computing in float32 whatever it is given (integer inputs untouched)."""
+    def forward32(*args):
+        return forward(*(a.astype(np.float32) if isinstance(a, np.ndarray)
+                         and a.dtype.kind == "f" else a for a in args))
+    return forward32
+
+
+@pytest.mark.parametrize("name", sorted(L.CASES))
+def test_every_layer_computing_in_float32_passes_and_its_bug_fails(name):
+    case = L.CASES[name]
+    for seed in range(3):
+        inputs = {k: v.astype(np.float32) if v.dtype.kind == "f" else v
+                  for k, v in case.make_inputs(np.random.default_rng(seed)).items()}
+        good = quiet_check_layer(_cast32(case.forward), case.backward, inputs, case.args,
+                                 seed=seed)
+        assert good.passed and "computes in float32" in good.notes[0], good.summary()
+        bad = quiet_check_layer(_cast32(case.forward), case.buggy(), inputs, case.args,
+                                seed=seed)
+        assert [b.name for b in bad.blocks if b.n_failed] == [case.bug_input], bad.summary()
+
+
+def quiet_check_layer(*args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return fc.check_layer(*args, **kwargs)

@@ -202,3 +202,12 @@ def test_layer_cost_pickles_for_worker_processes():
     cost = LayerCost(case.forward, tuple(inputs), {}, (), douts, True)
     clone = pickle.loads(pickle.dumps(cost))
     assert clone(copy.deepcopy(inputs)) == cost(inputs)
+
+
+def test_complex_step_reaches_the_layer():
+    case = CASES["lstm_step"]
+    inputs = _inputs("lstm_step")
+    report = fc.check_layer(case.forward, case.backward, inputs, seed=0, method="complex")
+    assert report.passed and report.method == "complex" and report.relative_error < 1e-14
+    bad = fc.check_layer(case.forward, case.buggy(), inputs, seed=0, method="complex")
+    assert [b.name for b in bad.blocks if b.n_failed] == ["prev_c"]
