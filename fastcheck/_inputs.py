@@ -357,5 +357,5 @@ def _float32_handling(cost: Callable, theta: np.ndarray, layout: Layout, kind: s
     low = returned_float32 or noise > _precision.LOW_PRECISION_NOISE * max(abs(j0), largest)
     note, warning = _precision.describe(blocks, returned_float32, noise, j0, low,
                                         NOISE_FACTOR)
-    warnings.warn(warning, UserWarning, stacklevel=4)
+    warnings.warn(warning, UserWarning, stacklevel=_precision.user_stacklevel())
     return (noise if low else 0.0), (note,), probes

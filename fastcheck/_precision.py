@@ -18,6 +18,8 @@ noise with variance ``70 * sigma**2``.
 from __future__ import annotations
 
 import math
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +43,16 @@ PROBE_COMPONENTS = 6
 PROBE_DIRECTIONS = 2
 #: A relative noise above this is capped when choosing steps (J ~ 0 at theta).
 MAX_RELATIVE_NOISE = 1e-3
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning issued by the caller of this function point
+    at the first frame outside fastcheck (the user's ``fc.check`` or ``fc.check_layer``)."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def is_float32(value: Any) -> bool:

@@ -261,3 +261,14 @@ def quiet_check_layer(*args, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return fc.check_layer(*args, **kwargs)
+
+
+def test_the_warning_points_at_the_callers_line():
+    inputs = _inputs32("affine", 0)
+    with pytest.warns(UserWarning, match="float64") as caught:
+        fc.check_layer(L.affine_forward, L.affine_backward, inputs, seed=0)
+    assert caught[0].filename == __file__
+    p, x, y = make_mlp(0)
+    with pytest.warns(UserWarning, match="float64") as caught:
+        fc.check(lambda q: float(loss(q, x, y)), lambda q: grads(q, x, y), p)
+    assert caught[0].filename == __file__
