@@ -121,8 +121,10 @@ def _outputs_of(result: Any) -> tuple[tuple[np.ndarray, ...], Any, bool]:
     for k, out in enumerate(outs):
         label = "output" if len(outs) == 1 else f"output {k}"
         if not isinstance(out, np.ndarray):
+            hint = (" (a loss that returns (loss, dx) is checked with fc.check(..., "
+                    "grad=True))" if isinstance(out, (float, np.floating)) else "")
             raise TypeError(f"forward's {label} must be a numpy array, got "
-                            f"{type(out).__name__}")
+                            f"{type(out).__name__}{hint}")
         if out.dtype.kind != "f":
             raise TypeError(f"forward's {label} must be a float array, got dtype {out.dtype}")
         if not np.all(np.isfinite(out)):

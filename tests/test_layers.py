@@ -157,6 +157,8 @@ def test_wrong_number_of_gradients_names_the_inputs():
     ((np.ones(3),), "tuple of length 1"),
     (({"cache": 1}, None), "must be a numpy array, got dict"),
     ((np.arange(3), None), "must be a float array"),
+    ((1.5, np.ones(3)), r"got float \(a loss that returns \(loss, dx\) is checked with "
+                        r"fc.check\(..., grad=True\)\)"),
 ])
 def test_missing_or_malformed_output_is_a_clear_error(result, match):
     with pytest.raises(TypeError, match=match):
