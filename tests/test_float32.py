@@ -139,7 +139,7 @@ def test_float64_models_are_unaffected():
         warnings.simplefilter("error")
         report = fc.check(lambda q: float(loss(q, x64, y64)), lambda q: grads(q, x64, y64),
                           p64)
-    assert report.passed and report.notes == ()
+    assert report.passed and not any("float32" in n for n in report.notes)
     assert report.evaluations == 2 + 2 * report.n_params  # no noise probe for float64
 
 

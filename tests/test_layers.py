@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import fastcheck as fc
+from fastcheck.backends import BACKEND_NAMES
 from fastcheck.layers import LayerCost
 from tests import _layers as L
 from tests._layers import CASES
@@ -212,4 +213,18 @@ def test_complex_step_reaches_the_layer():
     report = fc.check_layer(case.forward, case.backward, inputs, seed=0, method="complex")
     assert report.passed and report.method == "complex" and report.relative_error < 1e-14
     bad = fc.check_layer(case.forward, case.buggy(), inputs, seed=0, method="complex")
+    assert [b.name for b in bad.blocks if b.n_failed] == ["prev_c"]
+
+
+@pytest.mark.skipif("processes" not in BACKEND_NAMES, reason="backend='processes' not built")
+def test_processes_backend_gives_the_serial_numbers():
+    case = CASES["lstm_step"]
+    inputs = _inputs("lstm_step")
+    serial = fc.check_layer(case.forward, case.backward, inputs, seed=0, backend="serial")
+    procs = fc.check_layer(case.forward, case.backward, inputs, seed=0, backend="processes",
+                           threads=2)
+    assert procs.backend == "processes" and procs.passed
+    assert np.array_equal(procs.numeric, serial.numeric)
+    bad = fc.check_layer(case.forward, case.buggy(), inputs, seed=0, backend="processes",
+                         threads=2)
     assert [b.name for b in bad.blocks if b.n_failed] == ["prev_c"]
