@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import copy
 import pickle
+import re
+import warnings
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -228,3 +231,15 @@ def test_processes_backend_gives_the_serial_numbers():
     bad = fc.check_layer(case.forward, case.buggy(), inputs, seed=0, backend="processes",
                          threads=2)
     assert [b.name for b in bad.blocks if b.n_failed] == ["prev_c"]
+
+
+def test_the_python_examples_of_docs_layers_run():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "layers.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 2
+    namespace: dict = {"__name__": "docs_layers"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for block in blocks:
+            exec(compile(block, "docs/layers.md", "exec"), namespace)  # noqa: S102
+    assert namespace["report"].passed
