@@ -272,3 +272,17 @@ def test_the_warning_points_at_the_callers_line():
     with pytest.warns(UserWarning, match="float64") as caught:
         fc.check(lambda q: float(loss(q, x, y)), lambda q: grads(q, x, y), p)
     assert caught[0].filename == __file__
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_taylor_test_floor_uses_the_measured_noise(seed):
+    p, x, y = make_mlp(seed)
+    f32 = np.float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        good = fc.taylor_test(lambda q: float(loss(q, x, y, f32)),
+                              lambda q: grads(q, x, y, f32), p)
+        bad = fc.taylor_test(lambda q: float(loss(q, x, y, f32)),
+                             lambda q: grads(q, x, y, f32, bug="x2"), p)
+    assert good.passed and abs(good.rate - 2) < 0.2
+    assert not bad.passed and abs(bad.rate - 1) < 0.2
