@@ -299,7 +299,7 @@ def prepare(cost: Any, grad: Any, params: Any, args: Any, layout: Layout | None)
         t1 = time.perf_counter()
         if not math.isfinite(j0):
             raise ValueError(f"cost must be finite at theta, got {j0}")
-        j1, _, _ = first_value("at theta (second evaluation)")
+        j1, _, second_float32 = first_value("at theta (second evaluation)")
         t2 = time.perf_counter()
         compile_seconds = max(0.0, (t1 - t0) - (t2 - t1)) if is_jitted(cost) else 0.0
         if not (abs(j1 - j0) <= 8 * np.finfo(np.float64).eps * max(abs(j0), abs(j1))) \
@@ -308,6 +308,12 @@ def prepare(cost: Any, grad: Any, params: Any, args: Any, layout: Layout | None)
                 f"cost returned different values for the same theta ({j0!r}, then {j1!r}). "
                 "A gradient check needs a deterministic cost: turn dropout off (or fix its "
                 "mask), and seed or remove any randomness inside cost."
+            )
+        if second_float32 != returned_float32:
+            kinds = ("float32" if f else "float64" for f in (returned_float32, second_float32))
+            raise NondeterministicCostError(
+                "cost returned a {} then a {} value for the same theta: a gradient check "
+                "needs a cost whose precision does not change between calls".format(*kinds)
             )
         noise, notes, probes = _float32_handling(cost, theta, lay, kind, args, returns_grad,
                                                  params, j0, returned_float32)

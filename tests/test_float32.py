@@ -286,3 +286,15 @@ def test_taylor_test_floor_uses_the_measured_noise(seed):
                              lambda q: grads(q, x, y, f32, bug="x2"), p)
     assert good.passed and abs(good.rate - 2) < 0.2
     assert not bad.passed and abs(bad.rate - 1) < 0.2
+
+
+def test_a_cost_whose_precision_changes_between_calls_is_refused():
+    calls = []
+
+    def cost(v):
+        calls.append(1)
+        value = float(v @ v)  # exactly representable in float32 at theta
+        return value if len(calls) == 1 else np.float32(value)
+
+    with pytest.raises(fc.NondeterministicCostError, match="float64 then a float32"):
+        fc.check(cost, lambda v: 2 * v, np.array([1.0, 2.0]))
