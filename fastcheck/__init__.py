@@ -12,6 +12,7 @@ from .errors import (
     NondeterministicCostError,
     ThreadSafetyError,
 )
+from .layers import check_layer
 from .layout import Layout
 from .report import BlockReport, ComponentError, Report
 from .taylor import TaylorResult, taylor_test
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 __all__ = [
     "check",
     "assert_gradient",
+    "check_layer",
     "taylor_test",
     "TaylorResult",
     "Layout",

@@ -93,7 +93,7 @@ def _judge_chunk(runner, problem, t: Targets, pos: np.ndarray, rtol: float, meth
         return runner.evaluate(t.indices[sp[positions]], xp, xm)
 
     outcome = _verdict.reexamine(analytic[suspect], t.theta_at[sp], t.h[sp], sub, problem.j0,
-                                 rtol, evaluate)
+                                 rtol, evaluate, problem.noise)
     if np.any(outcome.off_hull):
         confirm_off_kink(runner, problem, t.indices[sp], t.theta_at[sp], outcome, rtol)
     off_hull = t.indices[sp[outcome.off_hull & (outcome.kinds == _verdict.FAIL)]].tolist()
@@ -136,8 +136,8 @@ def confirm_off_kink(runner, problem, indices: np.ndarray, theta_at: np.ndarray,
         analytic[k] = problem.analytic_at(i, c)
     runner.evaluations += both.size  # the gradient calls
     with np.errstate(invalid="ignore"):  # inf - inf: NaN, which agrees with nothing
-        agree = (np.abs(analytic - numeric)
-                 <= rtol * (np.abs(analytic) + np.abs(numeric)) + 2 * diffs.roundoff(problem.j0))
+        floor = 2 * diffs.roundoff(problem.j0, problem.noise)
+        agree = np.abs(analytic - numeric) <= rtol * (np.abs(analytic) + np.abs(numeric)) + floor
     confirmed = agree[: todo.size] & agree[todo.size:]
     outcome.kinds[todo[confirmed]] = _verdict.KINK
 

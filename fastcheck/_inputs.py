@@ -10,6 +10,7 @@ import contextlib
 import math
 import numbers
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,9 @@ import numpy as np
 from numba.core.errors import NumbaError
 from numba.extending import is_jitted
 
+from . import _precision
 from ._blas import single_threaded_blas
+from ._steps import nominal_steps
 from .errors import NondeterministicCostError
 from .layout import Layout
 
@@ -45,6 +48,19 @@ class Problem:
     #: Time the first calls of a jitted cost and grad spent compiling (first call minus
     #: second, for each).
     cost_compile_seconds: float = 0.0
+    #: Measured noise (standard deviation) of one cost evaluation when the cost computes
+    #: in float32 whatever it is given; 0 for a float64 cost (roundoff is eps * |J|).
+    noise: float = 0.0
+    #: What the preparation found that the report must say (float32 handling).
+    notes: tuple = ()
+    #: Cost evaluations spent measuring the noise (on top of the two at theta).
+    probe_evaluations: int = 0
+
+    def nominal_steps(self, theta_at: np.ndarray, eps: float | str) -> np.ndarray:
+        """The step of each component: the float64 rule, or one from the measured noise."""
+        if self.noise > 0 and isinstance(eps, str):
+            return _precision.noise_steps(theta_at, self.noise, self.j0)
+        return nominal_steps(theta_at, eps)
     #: The callable that gives the analytic gradient at a point (grad, or cost when
     #: grad=True); None when grad was given as values.
     grad_fn: Callable | None = None
@@ -63,7 +79,7 @@ class Problem:
         if self.cost_returns_grad:
             raw = raw[1]
         return float(normalise_grad(raw, self.layout, self.params_kind,
-                                    "grad off a kink")[index])
+                                    "grad off a kink", float32_ok=bool(self.notes))[index])
 
     def make_call(self, x: np.ndarray) -> Callable[[], Any]:
         """A function of no arguments that evaluates ``cost`` at ``x`` (raw return value)."""
@@ -79,15 +95,20 @@ class Problem:
 
 
 # -- small validators ---------------------------------------------------------------------
-def _dtype_error(what: str, arr: np.ndarray) -> TypeError:
-    return TypeError(
-        f"{what} must be float64, got dtype {arr.dtype}; convert with .astype(np.float64) "
-        f"(gradient checks need double precision: in float32 the finite-difference "
-        f"roundoff alone is ~1e-3)"
-    )
+def _dtype_error(what: str, arr: np.ndarray, float32_ok: bool) -> TypeError:
+    if float32_ok:
+        return TypeError(
+            f"{what} must be float64 (or float32), got dtype {arr.dtype}; convert with "
+            f".astype(np.float64) (gradient checks need at least single precision)"
+        )
+    why = (" (a float32 gradient is accepted for float32 params or a float32 cost)"
+           if arr.dtype == np.float32 else "")
+    return TypeError(f"{what} must be float64, got dtype {arr.dtype}{why}; convert with "
+                     ".astype(np.float64)")
 
 
-def _as_float64_array(what: str, value: Any) -> np.ndarray:
+def _as_float64_array(what: str, value: Any, float32_ok: bool = False) -> np.ndarray:
+    """``value`` as a float64 array (float32 too when ``float32_ok``: see _precision)."""
     if isinstance(value, np.ndarray):
         arr = value
     elif isinstance(value, (list, tuple)) or isinstance(value, numbers.Real):
@@ -99,8 +120,8 @@ def _as_float64_array(what: str, value: Any) -> np.ndarray:
             arr = arr.astype(np.float64)
     else:
         raise TypeError(f"{what} must be a float64 numpy array, got {type(value).__name__}")
-    if arr.dtype != np.float64 and arr.dtype != np.dtype(np.float64).newbyteorder():
-        raise _dtype_error(what, arr)  # float64 of either byte order is converted later
+    if arr.dtype.kind != "f" or arr.dtype.itemsize not in ((4, 8) if float32_ok else (8,)):
+        raise _dtype_error(what, arr, float32_ok)  # either byte order is converted later
     return arr
 
 
@@ -122,7 +143,7 @@ def scalar_cost(value: Any, where: str) -> float:
         raise TypeError(f"cost must return a real scalar, got a bool {where}")
     if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "fiu":
         value = value.reshape(())[()]
-    if isinstance(value, np.floating) and value.dtype.itemsize < 8:
+    if isinstance(value, np.floating) and value.dtype.itemsize < 4:
         raise TypeError(
             f"cost must return a float64 scalar, got {value.dtype} {where}: in "
             f"{value.dtype} the finite differences are roundoff (compute the cost in float64)"
@@ -151,7 +172,7 @@ def normalise_params(params: Any, layout: Layout | None) -> tuple[np.ndarray, La
         for name, value in params.items():
             if not isinstance(name, str):
                 raise TypeError(f"params keys must be strings, got {name!r}")
-            arr = _as_float64_array(f"params[{name!r}]", value)
+            arr = _as_float64_array(f"params[{name!r}]", value, float32_ok=True)
             _check_finite(f"params[{name!r}]", arr)
             arrays[name] = arr
         lay = Layout.from_params(arrays)
@@ -163,7 +184,7 @@ def normalise_params(params: Any, layout: Layout | None) -> tuple[np.ndarray, La
             "params must be a 1-D float64 numpy array or a mapping name -> array, "
             f"got {type(params).__name__}"
         )
-    arr = _as_float64_array("params", params)
+    arr = _as_float64_array("params", params, float32_ok=True)
     if arr.ndim != 1:
         raise ValueError(
             f"params as an array must be 1-D (flat theta), got shape {arr.shape}; pass a "
@@ -190,8 +211,10 @@ def _transposition_hint(shape: tuple, got: tuple) -> str:
     return " — is it transposed?" if len(shape) == 2 and got == shape[::-1] else ""
 
 
-def normalise_grad(value: Any, layout: Layout, params_kind: str, source: str) -> np.ndarray:
-    """The analytic gradient as a new flat float64 vector in ``layout``'s order."""
+def normalise_grad(value: Any, layout: Layout, params_kind: str, source: str,
+                   float32_ok: bool = False) -> np.ndarray:
+    """The analytic gradient as a new flat float64 vector in ``layout``'s order (float32
+    accepted when ``float32_ok``: for a float32 model)."""
     if isinstance(value, Mapping):
         out = np.empty(layout.size, dtype=np.float64)
         missing = []
@@ -203,7 +226,7 @@ def normalise_grad(value: Any, layout: Layout, params_kind: str, source: str) ->
             else:
                 missing.append(name)
                 continue
-            arr = _as_float64_array(f"{source}[{key!r}]", value[key])
+            arr = _as_float64_array(f"{source}[{key!r}]", value[key], float32_ok)
             if arr.shape != shape:
                 if arr.size == int(np.prod(shape)) and arr.ndim == 1:
                     pass  # a flat block of the right length is accepted
@@ -220,7 +243,7 @@ def normalise_grad(value: Any, layout: Layout, params_kind: str, source: str) ->
                 f"{[n for n in missing]} or {['d' + n for n in missing]}, got keys {have}"
             )
         return out
-    arr = _as_float64_array(source, value)
+    arr = _as_float64_array(source, value, float32_ok)
     if arr.ndim == 1 and arr.size == layout.size:
         return np.array(arr, dtype=np.float64, copy=True)
     if params_kind == "flat" or len(layout) == 1:
@@ -276,7 +299,7 @@ def prepare(cost: Any, grad: Any, params: Any, args: Any, layout: Layout | None)
             f"(cost returns (loss, grads)); got {grad!r}"
         )
 
-    def first_value(what: str) -> tuple[float, Any]:
+    def first_value(what: str) -> tuple[float, Any, bool]:
         value = _call_user(cost, theta, lay, kind, args)
         grads = None
         if returns_grad:
@@ -286,17 +309,17 @@ def prepare(cost: Any, grad: Any, params: Any, args: Any, layout: Layout | None)
                     f"{type(value).__name__}"
                 )
             value, grads = value
-        return scalar_cost(value, what), grads
+        return scalar_cost(value, what), grads, _precision.is_float32(value)
 
     # A jitted cost is evaluated with one BLAS thread, as the numba kernel will (see _blas).
     blas = single_threaded_blas() if is_jitted(cost) else contextlib.nullcontext()
     with blas:
         t0 = time.perf_counter()
-        j0, grads = first_value("at theta")
+        j0, grads, returned_float32 = first_value("at theta")
         t1 = time.perf_counter()
         if not math.isfinite(j0):
             raise ValueError(f"cost must be finite at theta, got {j0}")
-        j1, _ = first_value("at theta (second evaluation)")
+        j1, _, second_float32 = first_value("at theta (second evaluation)")
         t2 = time.perf_counter()
         compile_seconds = max(0.0, (t1 - t0) - (t2 - t1)) if is_jitted(cost) else 0.0
         if not (abs(j1 - j0) <= 8 * np.finfo(np.float64).eps * max(abs(j0), abs(j1))) \
@@ -306,6 +329,14 @@ def prepare(cost: Any, grad: Any, params: Any, args: Any, layout: Layout | None)
                 "A gradient check needs a deterministic cost: turn dropout off (or fix its "
                 "mask), and seed or remove any randomness inside cost."
             )
+        if second_float32 != returned_float32:
+            kinds = ("float32" if f else "float64" for f in (returned_float32, second_float32))
+            raise NondeterministicCostError(
+                "cost returned a {} then a {} value for the same theta: a gradient check "
+                "needs a cost whose precision does not change between calls".format(*kinds)
+            )
+        noise, notes, probes = _float32_handling(cost, theta, lay, kind, args, returns_grad,
+                                                 params, j0, returned_float32)
         if returns_grad:
             analytic_raw, source = grads, "grads returned by cost"
         elif callable(grad):
@@ -318,7 +349,45 @@ def prepare(cost: Any, grad: Any, params: Any, args: Any, layout: Layout | None)
                 compile_seconds += max(0.0, (t4 - t3) - (time.perf_counter() - t4))
         else:
             analytic_raw, source = grad, "grad"
-    analytic = normalise_grad(analytic_raw, lay, kind, source)
+    analytic = normalise_grad(analytic_raw, lay, kind, source, float32_ok=bool(notes))
     grad_fn = cost if returns_grad else (grad if callable(grad) else None)
     return Problem(theta, analytic, lay, cost, args, kind, returns_grad, j0, compile_seconds,
-                   grad_fn=grad_fn)
+                   noise=noise, notes=notes, probe_evaluations=probes, grad_fn=grad_fn)
+
+
+# -- float32 ------------------------------------------------------------------------------
+def _float32_blocks(params: Any) -> list[str]:
+    """Names of the float32 blocks of ``params`` (``["params"]`` for a float32 vector)."""
+    if isinstance(params, Mapping):
+        return [str(k) for k, v in params.items() if _precision.is_float32(v)]
+    return ["params"] if _precision.is_float32(params) else []
+
+
+def _float32_handling(cost: Callable, theta: np.ndarray, layout: Layout, kind: str,
+                      args: tuple, returns_grad: bool, params: Any, j0: float,
+                      returned_float32: bool) -> tuple[float, tuple, int]:
+    """Noise level, report notes and probe evaluations for a float32 model.
+
+    Nothing to do (``(0.0, (), 0)``) when neither the params nor the cost's value are
+    float32. Otherwise the cost's noise is measured: float64-level means the cost follows
+    its input's dtype (checked in float64); a float32 value or a high noise means it
+    computes in float32 (steps and floor from the noise). Either way a warning is issued.
+    """
+    from ._verdict import NOISE_FACTOR
+
+    blocks = _float32_blocks(params)
+    if not blocks and not returned_float32:
+        return 0.0, (), 0
+
+    def value_at(x: np.ndarray) -> float:
+        value = _call_user(cost, x, layout, kind, args)
+        return scalar_cost(value[0] if returns_grad else value, "while measuring its noise")
+
+    noise, largest, probes = _precision.estimate_noise(value_at, theta)
+    if returned_float32:  # at least the rounding of the returned value
+        noise = max(noise, 0.5 * _precision.EPS32 * abs(j0))
+    low = returned_float32 or noise > _precision.LOW_PRECISION_NOISE * max(abs(j0), largest)
+    note, warning = _precision.describe(blocks, returned_float32, noise, j0, low,
+                                        NOISE_FACTOR)
+    warnings.warn(warning, UserWarning, stacklevel=_precision.user_stacklevel())
+    return (noise if low else 0.0), (note,), probes

@@ -43,7 +43,7 @@ def central(runner, problem, t, pos) -> Estimate:
     """Two-sided differences at the nominal step."""
     jp, jm = runner.evaluate(t.indices[pos], t.x_plus[pos], t.x_minus[pos])
     first = Differences(jp, jm, t.x_plus[pos], t.x_minus[pos])
-    return Estimate(first.numeric(), first.roundoff(problem.j0), first)
+    return Estimate(first.numeric(), first.roundoff(problem.j0, problem.noise), first)
 
 
 def richardson(runner, problem, t, pos) -> Estimate:
@@ -56,7 +56,8 @@ def richardson(runner, problem, t, pos) -> Estimate:
     d1, d2 = coarse.numeric, fine.numeric()
     with np.errstate(invalid="ignore", over="ignore"):
         numeric = (4.0 * d2 - d1) / 3.0
-        floor = np.abs(d1 - d2) / 3.0 + (4.0 * fine.roundoff(problem.j0) + coarse.floor) / 3.0
+        fine_floor = fine.roundoff(problem.j0, problem.noise)
+        floor = np.abs(d1 - d2) / 3.0 + (4.0 * fine_floor + coarse.floor) / 3.0
     return Estimate(numeric, floor, coarse.central)
 
 

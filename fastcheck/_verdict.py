@@ -49,6 +49,8 @@ from ._steps import AUTO_RELATIVE_STEP, EPS_MACHINE
 
 #: Multiple of eps*|J| assumed as the error of one cost evaluation.
 ROUNDOFF_FACTOR = 32.0
+#: Multiple of the measured noise sigma of a float32 cost used instead (Problem.noise).
+NOISE_FACTOR = 12.0
 #: Each re-examination level multiplies or divides the step by this.
 SHRINK = 4.0
 #: Number of re-examination levels (h/4, h/16 or h*4, h*16).
@@ -72,10 +74,12 @@ class Differences:
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             return (self.j_plus - self.j_minus) / (self.x_plus - self.x_minus)
 
-    def roundoff(self, j0: float) -> np.ndarray:
-        """Roundoff floor of the central quotient: C * eps * |J| / h."""
+    def roundoff(self, j0: float, noise: float = 0.0) -> np.ndarray:
+        """Roundoff floor of the central quotient: C * eps * |J| / h (or C' * sigma / h for
+        a cost with measured noise sigma, see Problem.noise)."""
         scale = np.maximum(np.maximum(np.abs(self.j_plus), np.abs(self.j_minus)), abs(j0))
-        return ROUNDOFF_FACTOR * EPS_MACHINE * scale * 2.0 / (self.x_plus - self.x_minus)
+        error = np.maximum(ROUNDOFF_FACTOR * EPS_MACHINE * scale, NOISE_FACTOR * noise)
+        return error * 2.0 / (self.x_plus - self.x_minus)
 
     def slopes(self, theta_at: np.ndarray, j0: float) -> tuple[np.ndarray, np.ndarray]:
         """The one-sided quotients ``(left, right)`` around ``theta_at``."""
@@ -215,8 +219,8 @@ class Reexamination:
 
 def reexamine(analytic, theta_at, h, first: Differences, j0: float, rtol: float,
               evaluate: Callable[[np.ndarray, np.ndarray, np.ndarray],
-                                 tuple[np.ndarray, np.ndarray]]
-              ) -> Reexamination:
+                                 tuple[np.ndarray, np.ndarray]],
+              j_noise: float = 0.0) -> Reexamination:
     """Classify suspects with evaluations at other steps (see the module docstring).
 
     Parameters
@@ -258,7 +262,8 @@ def reexamine(analytic, theta_at, h, first: Differences, j0: float, rtol: float,
         jp, jm = evaluate(open_, xp, xm)
         diffs = Differences(jp, jm, xp, xm)
         cur = Level.of(diffs, theta_at[open_], j0)
-        t = judge_level(analytic[open_], cur, prev.at(open_), diffs.roundoff(j0), grow[open_],
+        t = judge_level(analytic[open_], cur, prev.at(open_), diffs.roundoff(j0, j_noise),
+                        grow[open_],
                         rtol)
         finite = np.isfinite(jp) & np.isfinite(jm)
         live = finite & ~t.matches

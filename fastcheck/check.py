@@ -216,6 +216,9 @@ def check(
     if mode == "directional":
         _directional_refusals(sample=sample, max_failures=max_failures, backend=backend,
                               threads=threads, client=client)
+        if problem.noise > 0:
+            raise ValueError('mode="directional" cannot use the measured noise of a cost that '
+                             'computes in float32 yet; use mode="full" (the default)')
         from .directional import run_directional
 
         bar = _Progress(bool(progress), None, unit="eval")
@@ -245,7 +248,7 @@ def check(
     bar = _Progress(bool(progress), plan.indices.shape[0])
     try:
         with runner:
-            notes: list[str] = []
+            notes: list[str] = list(problem.notes)
             if method == "complex":
                 method, note = _complex_probe(runner, problem, targets, rtol)
                 notes.extend([note] if note else [])
@@ -326,7 +329,7 @@ def _complex_probe(runner, problem: Problem, targets: _driver.Targets, rtol: flo
 def _targets(problem: Problem, indices: np.ndarray, eps) -> _driver.Targets:
     """Points, steps and analytic values of the chosen components."""
     theta_at = problem.theta[indices]
-    h = _steps.nominal_steps(theta_at, eps)
+    h = problem.nominal_steps(theta_at, eps)
     x_plus, x_minus = _steps.perturbed_points(theta_at, h)
     flat = np.flatnonzero(x_plus == x_minus)
     if flat.size:
@@ -374,7 +377,8 @@ def _build_report(problem: Problem, plan, targets: _driver.Targets, state, runne
         seed=plan.seed, eps=eps, rtol=rtol, backend=runner.name, threads=runner.threads,
         seconds=max(0.0, time.perf_counter() - start - compile_seconds),
         compile_seconds=compile_seconds,
-        evaluations=2 + runner.evaluations,  # the two calls at theta, then the backend's
+        # the two calls at theta, the noise probes of a float32 cost, then the backend's
+        evaluations=2 + problem.probe_evaluations + runner.evaluations,
         sampled=bool(plan.sampled or state.done < targets.indices.shape[0]),
         confidence=confidence, stop_reason=state.stop_reason, method=method, notes=notes)
     return Report.from_components(

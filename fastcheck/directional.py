@@ -390,7 +390,8 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
     detection = detection_limits(tests, problem, steps, DETECTION_PROBABILITY)
 
     # the two calls at theta (prepare), then the directions and the localization
-    evaluations = 2 + lines.evaluations + components.backend.evaluations
+    evaluations = (2 + problem.probe_evaluations + lines.evaluations
+                   + components.backend.evaluations)
     reason = [
         f"directional mode: {len(tests)} random Rademacher directions (seed {used_seed}), "
         f"each component moved by its full-check step / sqrt(N): "
@@ -409,7 +410,8 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
     run = Run(seed=used_seed, eps=eps, rtol=rtol, backend="serial", threads=1,
               seconds=max(0.0, time.perf_counter() - start - compile_seconds),
               compile_seconds=compile_seconds, evaluations=evaluations, sampled=True,
-              confidence=confidence, stop_reason="; ".join(reason) + ".", mode="directional")
+              confidence=confidence, stop_reason="; ".join(reason) + ".", mode="directional",
+              notes=tuple(problem.notes))
     return Report.from_components(
         layout, indices, problem.analytic[indices],
         np.array([r[0] for r in rows], dtype=np.float64), kinds,

@@ -36,7 +36,7 @@ from ._blas import single_threaded_blas
 from ._inputs import Problem, normalise_grad, prepare, scalar_cost
 from ._plan import resolve_seed
 from ._steps import EPS_MACHINE
-from ._verdict import ROUNDOFF_FACTOR
+from ._verdict import NOISE_FACTOR, ROUNDOFF_FACTOR
 from .backends.serial import ensure_unmodified
 from .errors import CostEvaluationError
 from .layout import Layout
@@ -229,7 +229,8 @@ class _Remainders:
         self.h.append(h)
         self.r.append(r if math.isfinite(r) else math.nan)
         scale = max(abs(p.j0), abs(j)) if math.isfinite(j) else abs(p.j0)
-        self.floor.append(ROUNDOFF_FACTOR * EPS_MACHINE * scale + EPS_MACHINE * abs(linear))
+        roundoff = max(ROUNDOFF_FACTOR * EPS_MACHINE * scale, NOISE_FACTOR * p.noise)  # float32
+        self.floor.append(roundoff + EPS_MACHINE * abs(linear))
 
     def at_floor_run(self) -> int:
         k = 0

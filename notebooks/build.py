@@ -342,10 +342,140 @@ ax.legend()
 fig"""),
 ]
 
+LAYERS_NB: list[Cell] = [
+    ("md", """# 04 — Checking one layer: `fc.check_layer`
+
+Course code checks every layer on its own: `out, cache = conv_forward(x, w, b, conv_param)`,
+`dx, dw, db = conv_backward(dout, cache)`, with a random upstream gradient `dout`.
+`fc.check_layer` does exactly that as one call: it draws a seeded random `dout` for each
+output, checks `J = Σ out · dout` component by component with `fc.check`, and reports one
+block per input (`x`, `w`, `b`). Here: a naive convolution and an LSTM step (two outputs),
+correct and with the bugs real code has, and a float32 layer."""),
+    ("code", """import warnings
+
+import numpy as np
+
+import fastcheck as fc
+
+rng = np.random.default_rng(0)
+
+
+def conv_forward(x, w, b, conv_param):
+    s, p = conv_param["stride"], conv_param["pad"]
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    f, _, hh, ww = w.shape
+    ho, wo = (xp.shape[2] - hh) // s + 1, (xp.shape[3] - ww) // s + 1
+    out = np.empty((x.shape[0], f, ho, wo))
+    for i in range(ho):
+        for j in range(wo):
+            patch = xp[:, :, i * s:i * s + hh, j * s:j * s + ww]
+            out[:, :, i, j] = np.tensordot(patch, w, axes=([1, 2, 3], [1, 2, 3])) + b
+    return out, (x, w, conv_param)
+
+
+def conv_backward(dout, cache, crop="slice"):
+    x, w, conv_param = cache
+    s, p = conv_param["stride"], conv_param["pad"]
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    dxp, dw = np.zeros_like(xp), np.zeros_like(w)
+    hh, ww = w.shape[2:]
+    for i in range(dout.shape[2]):
+        for j in range(dout.shape[3]):
+            win = (slice(None), slice(None), slice(i * s, i * s + hh), slice(j * s, j * s + ww))
+            dxp[win] += np.tensordot(dout[:, :, i, j], w, axes=(1, 0))
+            dw += np.tensordot(dout[:, :, i, j], xp[win], axes=(0, 0))
+    if crop == "negative":   # the classic slip: [p:-p] is empty when p == 0
+        dx = dxp[:, :, p:-p, p:-p]
+    else:
+        dx = dxp[:, :, p:p + x.shape[2], p:p + x.shape[3]]
+    return dx, dw, dout.sum(axis=(0, 2, 3))
+
+
+conv_inputs = {"x": rng.normal(size=(2, 3, 5, 5)), "w": rng.normal(size=(4, 3, 3, 3)),
+               "b": rng.normal(size=4)}
+report = fc.check_layer(conv_forward, conv_backward, conv_inputs, ({"stride": 2, "pad": 1},),
+                        seed=0)
+print(report)"""),
+    ("md", """`report.seed` reproduces `dout`
+(`np.random.default_rng(seed).standard_normal(out.shape)`, one array per output, in order). Every option of `fc.check` applies: `sample=`, `method=`,
+`backend=`…
+
+A backward that crops its padding with `[p:-p]` returns an empty `dx` at `pad=0`. That is
+not a crash deep inside numpy but an error that names the input and both shapes:"""),
+    ("code", """try:
+    fc.check_layer(conv_forward, lambda dout, cache: conv_backward(dout, cache, "negative"),
+                   conv_inputs, ({"stride": 2, "pad": 0},), seed=0)
+except ValueError as exc:
+    print("ValueError:", exc)"""),
+    ("md", """## An LSTM step: two outputs, and a backward that writes into its `dout`
+
+`lstm_step_forward` returns `(next_h, next_c, cache)`, so `backward` is called as
+`backward(dnext_h, dnext_c, cache)`. Like a lot of course code, this backward adds into
+`dnext_c` in place: fastcheck hands it its own copy, so the `dout` of `J` is never changed."""),
+    ("code", """def sigmoid(a):
+    return 1 / (1 + np.exp(-a))
+
+
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+    i, f, o, g = np.split(x @ Wx + prev_h @ Wh + b, 4, axis=1)
+    i, f, o, g = sigmoid(i), sigmoid(f), sigmoid(o), np.tanh(g)
+    next_c = f * prev_c + i * g
+    next_h = o * np.tanh(next_c)
+    return next_h, next_c, (x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c)
+
+
+def lstm_step_backward(dnext_h, dnext_c, cache, forget_gate_bug=False):
+    x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c = cache
+    tc = np.tanh(next_c)
+    dnext_c += dnext_h * o * (1 - tc**2)          # in place
+    da = np.hstack([dnext_c * g * i * (1 - i), dnext_c * prev_c * f * (1 - f),
+                    dnext_h * tc * o * (1 - o), dnext_c * i * (1 - g**2)])
+    dprev_c = dnext_c if forget_gate_bug else dnext_c * f
+    return da @ Wx.T, da @ Wh.T, dprev_c, x.T @ da, prev_h.T @ da, da.sum(axis=0)
+
+
+N, D, H = 3, 4, 5
+lstm_inputs = {"x": rng.normal(size=(N, D)), "prev_h": rng.normal(size=(N, H)),
+               "prev_c": rng.normal(size=(N, H)), "Wx": rng.normal(size=(D, 4 * H)) / 2,
+               "Wh": rng.normal(size=(H, 4 * H)) / 2, "b": rng.normal(size=4 * H)}
+print(fc.check_layer(lstm_step_forward, lstm_step_backward, lstm_inputs, seed=1))"""),
+    ("md", """With the forget gate left out of `dprev_c`, the report names the input whose
+gradient is wrong — `prev_c` — and nothing else:"""),
+    ("code", """buggy = fc.check_layer(lstm_step_forward,
+                       lambda dh, dc, cache: lstm_step_backward(dh, dc, cache, True),
+                       lstm_inputs, seed=1)
+print(buggy.summary().splitlines()[0])
+print([(b.name, b.n_failed) for b in buggy.blocks])"""),
+    ("md", """## float32 layers
+
+float32 inputs are not refused. When the layer follows its input's dtype (numpy code
+does), fastcheck checks it in float64 on its own copy and says so. When the layer computes
+in float32 whatever it is given, fastcheck measures the noise of `J` and derives the steps
+and the verdict's floor from it. Either way a warning and a note mention float64, and the
+caller's float32 arrays are never changed."""),
+    ("code", """inputs32 = {k: v.astype(np.float32) for k, v in lstm_inputs.items()}
+
+
+def lstm_step_forward32(*args):  # computes in float32, whatever it is given
+    return lstm_step_forward(*(a.astype(np.float32) for a in args))
+
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    follows = fc.check_layer(lstm_step_forward, lstm_step_backward, inputs32, seed=1)
+    noisy = fc.check_layer(lstm_step_forward32, lstm_step_backward, inputs32, seed=1)
+for r in (follows, noisy):
+    print(r.summary().splitlines()[0])
+    print("  note:", r.notes[0][:160], "...")
+print(len(caught), "warnings;", "inputs still float32:",
+      all(v.dtype == np.float32 for v in inputs32.values()))"""),
+]
+
 NOTEBOOKS = {
     "01_quickstart.ipynb": QUICKSTART,
     "02_finding_bugs.ipynb": FINDING_BUGS,
     "03_large_networks.ipynb": LARGE,
+    "04_layers.ipynb": LAYERS_NB,
 }
 
 

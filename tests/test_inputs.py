@@ -83,14 +83,22 @@ def test_bad_options(kw):
         fc.check(lambda x: float(x @ x), lambda x: 2 * x, np.ones(3), **kw)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.int64, np.complex128, bool])
-def test_non_float64_params_are_refused_with_advice(dtype):
+@pytest.mark.parametrize("dtype", [np.float16, np.int64, np.complex128, bool])
+def test_non_float_params_are_refused_with_advice(dtype):
     with pytest.raises(TypeError, match="float64"):
         fc.check(lambda x: 0.0, np.zeros(3), np.ones(3, dtype=dtype))
 
 
-def test_float32_grad_refused():
-    with pytest.raises(TypeError, match="float64"):
+def test_float32_params_and_grad_are_accepted_with_a_float64_warning():
+    # float32 is checked honestly (tests/test_float32.py); here: accepted at the boundary
+    params = np.array([1.0, -2.0, 0.5], dtype=np.float32)
+    with pytest.warns(UserWarning, match="float64"):
+        report = fc.check(lambda x: float(x @ x), 2 * params, params)
+    assert report.passed and params.dtype == np.float32
+
+
+def test_float32_grad_refused_for_a_float64_model():
+    with pytest.raises(TypeError, match="must be float64, got dtype float32 .*float32 params"):
         fc.check(lambda x: float(x @ x), np.ones(3, dtype=np.float32), np.ones(3))
 
 

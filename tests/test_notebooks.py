@@ -12,7 +12,8 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("
 
 def test_the_three_tutorials_exist():
     names = [p.name for p in NOTEBOOKS]
-    assert names == ["01_quickstart.ipynb", "02_finding_bugs.ipynb", "03_large_networks.ipynb"]
+    assert names == ["01_quickstart.ipynb", "02_finding_bugs.ipynb", "03_large_networks.ipynb",
+                     "04_layers.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

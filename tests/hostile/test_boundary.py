@@ -25,10 +25,10 @@ def boundary_cases() -> dict[str, tuple]:
         "ragged list block": (quad_cost, {"W": np.zeros(2)}, {"W": [[1.0, 2.0], [3.0]]},
                               ValueError, ("params['W']",)),
         "ragged grad list": (quad_cost, [[1.0], [2.0, 3.0]], np.ones(3), ValueError, ("grad",)),
-        "float32 cost": (lambda x: np.float32(quad_cost(x)), quad_grad, np.ones(3), TypeError,
-                         ("cost", "float32")),
+        # float32 costs are checked with tolerances from their measured noise (API.md)
+        "float32 cost": (lambda x: np.float32(quad_cost(x)), quad_grad, np.ones(3), None, ()),
         "float32 1-element array cost": (lambda x: np.array([quad_cost(x)], dtype=np.float32),
-                                         quad_grad, np.ones(3), TypeError, ("cost", "float32")),
+                                         quad_grad, np.ones(3), None, ()),
         "int beyond float range": (lambda x: 10**400, quad_grad, np.ones(3), ValueError,
                                    ("cost", "finite")),
         "pair without grad=True": (lambda x: (quad_cost(x), quad_grad(x)), quad_grad, np.ones(3),

@@ -74,8 +74,8 @@ def test_fuzz_cost(data):
                     or raised_by_fastcheck(exc):
                 fail_undocumented(cat, out, "expected the user's own exception at theta")
             record(cat, f"user's {type(exc).__name__} (cost at theta)")
-        elif bad_type or nonfinite or behaviour == "drift":
-            expect_documented(cat, out, ("cost",))
+        elif (bad_type and behaviour != "float32") or nonfinite or behaviour == "drift":
+            expect_documented(cat, out, ("cost",))  # a float32 cost is checked (API.md)
         elif behaviour == "mutate":  # harmless on fastcheck's copies at theta, then caught
             mutated(cat, out)
         else:

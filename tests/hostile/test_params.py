@@ -63,7 +63,7 @@ def make_block(draw, name) -> Block:
     elif memory == "list" or (memory == "scalar" and data.ndim == 0):
         data = data.tolist()
     if isinstance(data, np.ndarray):
-        valid = data.dtype == np.float64 or data.dtype == np.dtype(">f8")
+        valid = data.dtype in (np.float64, np.dtype(">f8"), np.float32)  # float32: API.md
     elif isinstance(data, list):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
