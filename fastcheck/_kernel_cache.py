@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
-import marshal
 import os
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from numba.core.registry import CPUDispatcher
 from . import _kernels
 
 #: Bump when the generated module changes in a way the source hash would not catch.
-KERNEL_VERSION = "1"
+KERNEL_VERSION = "2"
 
 _loaded: dict[str, object] = {}  # key -> kernel dispatcher, this process
 _keys: dict[int, tuple[object, str]] = {}  # id(cost) -> (cost, key): a dispatcher's code is fixed
@@ -95,6 +94,30 @@ def _code_objects(code: types.CodeType):
             yield from _code_objects(const)
 
 
+def _const_text(const) -> str:
+    """A text of a code constant that is the same in every process (sets sorted)."""
+    if isinstance(const, types.CodeType):
+        return _code_text(const)
+    if isinstance(const, (frozenset, set)):
+        return "{" + ",".join(sorted(map(_const_text, const))) + "}"
+    if isinstance(const, tuple):
+        return "(" + ",".join(map(_const_text, const)) + ")"
+    return repr(const)
+
+
+def _code_text(code: types.CodeType) -> str:
+    """The bytecode, names and constants of ``code``, stable across processes.
+
+    Not ``marshal.dumps``: its output depends on reference counts (an object referred to
+    more than once is written as a back-reference), which numba's compilation of the
+    function changes, so the first process computed a different key than the later ones
+    and its kernel was never found again.
+    """
+    return "|".join((code.co_code.hex(), repr(code.co_names), repr(code.co_varnames),
+                     repr(code.co_freevars), repr(code.co_cellvars),
+                     ",".join(map(_const_text, code.co_consts))))
+
+
 def _callees(func) -> list:
     """Dispatchers that ``func`` names through its globals (``f`` or ``module.f``)."""
     names = set()
@@ -139,7 +162,7 @@ def _code_key(cost) -> str:
         func = disp.py_func
         h.update(f"{func.__module__}.{func.__qualname__}".encode())
         h.update(repr(sorted(disp.targetoptions.items())).encode())
-        h.update(marshal.dumps(func.__code__))
+        h.update(_code_text(func.__code__).encode())
         h.update(_file_digest(func.__code__.co_filename, memo))
         todo.extend(_callees(func))
     return h.hexdigest()[:24]

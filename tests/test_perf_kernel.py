@@ -183,6 +183,15 @@ def test_changed_cost_or_helper_gets_a_new_kernel(user_module, cache_dir):
     assert len(list(cache_dir.glob("fastcheck_kernel_*.py"))) == 3
 
 
+def test_code_key_does_not_change_when_the_cost_compiles(user_module):
+    """The key is computed before (first process) and after (later ones) the cost compiles:
+    it must be the same, or the first process's kernel is never found again."""
+    mod = user_module()
+    before = _kernel_cache._code_key(mod.cost)
+    mod.cost(np.ones(3), 1.0)
+    assert _kernel_cache._code_key(mod.cost) == before
+
+
 _CHILD = """
 import json, sys
 import numpy as np
