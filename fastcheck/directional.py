@@ -38,11 +38,11 @@ import math
 import time
 
 import numpy as np
-from numba.extending import is_jitted
 
 from . import _plan, _steps, _verdict
 from ._blas import single_threaded_blas
 from ._inputs import Problem, scalar_cost
+from ._lazy import is_jitted
 from .backends.serial import SerialBackend, ensure_unmodified
 from .errors import CostEvaluationError
 from .report import Report, block_reports, global_relative_error, verdict_of

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from numba.extending import is_jitted
-
-from .numba_backend import NumbaBackend
+from .._lazy import is_jitted
 from .serial import SerialBackend
 from .threads import ThreadsBackend
+
+
+def _numba_backend(problem, threads: int | None = None):
+    """The numba backend, imported on first use: numba takes ~0.25 s to import."""
+    from .numba_backend import NumbaBackend
+
+    return NumbaBackend(problem, threads)
 
 
 def _dask_backend(problem, threads: int | None = None, client=None):
@@ -24,7 +29,7 @@ def _dask_backend(problem, threads: int | None = None, client=None):
 
 
 BACKENDS = {
-    "numba": NumbaBackend,
+    "numba": _numba_backend,
     "threads": ThreadsBackend,
     "serial": SerialBackend,
     "dask": _dask_backend,
