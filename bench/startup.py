@@ -6,7 +6,8 @@ interpreters (``python -c``) and reports medians of several runs:
 - ``fastcheck, warm``: a full check of the built-in M network, numba's and fastcheck's
   caches warm (one untimed run fills them first);
 - ``fastcheck, first run``: the same with empty caches (a fresh ``NUMBA_CACHE_DIR`` per
-  run, which also holds fastcheck's kernel cache), as on a machine that never ran it;
+  run, which also holds fastcheck's kernel cache; with it set numba neither reads nor
+  writes the ``__pycache__`` index files of the package), as on a machine that never ran it;
 - ``classic numpy loop``: the plainest course-style check of the same network, in plain
   NumPy: forward/backward written by hand, then the ``gradient_check_n`` loop over every
   component with a fixed step of 1e-7. fastcheck's ``models/course.py`` (engineer PROCS)
@@ -175,7 +176,7 @@ t4 = time.perf_counter()
 report.summary()
 t5 = time.perf_counter()
 print(json.dumps({"import fastcheck": t1 - t0, "import numba": t2 - t1,
-                  "load the cached njit cost and grad": t3 - t2,
+                  "first calls of cost and grad (load or compile)": t3 - t2,
                   "fc.check (M, full)": t4 - t3,
                   "of which the kernel's compile or load": report.compile_seconds,
                   "report.summary()": t5 - t4}))
@@ -183,6 +184,8 @@ print(json.dumps({"import fastcheck": t1 - t0, "import numba": t2 - t1,
 
 
 def _env(root: Path, **extra: str) -> dict[str, str]:
+    """The environment of a child timing ``root``; children also run in ``root``, since
+    ``python -c`` puts the working directory ahead of ``PYTHONPATH``."""
     env = dict(os.environ, PYTHONPATH=str(root), **extra)
     env.pop("FASTCHECK_CACHE_DIR", None)  # the kernel cache follows NUMBA_CACHE_DIR
     return env
@@ -191,8 +194,8 @@ def _env(root: Path, **extra: str) -> dict[str, str]:
 def _run(code: str, env: dict[str, str]) -> float:
     """Wall seconds of ``python -c code`` (a failure stops the benchmark)."""
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, timeout=600)
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=env.get("PYTHONPATH"),
+                         capture_output=True, text=True, timeout=600)
     took = time.perf_counter() - start
     if out.returncode != 0:
         raise SystemExit(f"bench/startup.py: a child failed:\n{out.stderr[-3000:]}")
@@ -200,8 +203,8 @@ def _run(code: str, env: dict[str, str]) -> float:
 
 
 def _json_child(code: str, env: dict[str, str]) -> dict:
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, timeout=600, check=True)
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=env.get("PYTHONPATH"),
+                         capture_output=True, text=True, timeout=600, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -219,7 +222,8 @@ def import_times(root: Path, runs: int) -> dict[str, float]:
     samples: dict[str, list[float]] = {name: [] for name in wanted}
     for _ in range(runs):
         out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import fastcheck"],
-                             env=_env(root), capture_output=True, text=True, check=True)
+                             env=_env(root), cwd=root, capture_output=True, text=True,
+                             check=True)
         seen: dict[str, float] = {}
         for line in out.stderr.splitlines():
             match = re.match(r"import time:\s+\d+ \|\s+(\d+) \|(\s*)(\S+)", line)
@@ -233,7 +237,16 @@ def import_times(root: Path, runs: int) -> dict[str, float]:
 def measure(root: Path, runs: int) -> dict:
     """All the timings; see the module docstring."""
     load_before = _loadavg()
-    warm_env = _env(root)
+    # The warm cases use a cache of their own, filled by one untimed run: the numbers do
+    # not depend on what earlier sessions left, and nothing is written into the checkout.
+    warm_cache = tempfile.mkdtemp(prefix="fastcheck-warm-")
+    try:
+        return _measure(root, runs, load_before, _env(root, NUMBA_CACHE_DIR=warm_cache))
+    finally:
+        shutil.rmtree(warm_cache, ignore_errors=True)
+
+
+def _measure(root: Path, runs: int, load_before: str, warm_env: dict[str, str]) -> dict:
     _run(FASTCHECK_M, warm_env)  # fill numba's and fastcheck's caches
     warm, first, classic = [], [], []
     for _ in range(runs):  # interleaved, so that a busy spell hits every case alike
@@ -247,13 +260,23 @@ def measure(root: Path, runs: int) -> dict:
     small = _json_child(SMALL_CHECK.replace("ROUNDS", str(max(30, 10 * runs))), warm_env)
     splits = [_json_child(SPLIT, warm_env) for _ in range(runs)]
     split = {k: statistics.median(s[k] for s in splits) for k in splits[0]}
+    cold = []
+    for _ in range(runs):
+        cache = tempfile.mkdtemp(prefix="fastcheck-first-run-")
+        try:
+            cold.append(_json_child(SPLIT, _env(root, NUMBA_CACHE_DIR=cache)))
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
+    first_split = {k: statistics.median(s[k] for s in cold)
+                   for k in cold[0]}
     return {
         "root": str(root), "runs": runs, "python": sys.version.split()[0],
         "loadavg": [load_before, _loadavg()],
         "warm": statistics.median(warm), "first": statistics.median(first),
         "classic": statistics.median(classic),
         "warm_all": warm, "first_all": first, "classic_all": classic,
-        "small": small, "split": split, "imports": import_times(root, runs),
+        "small": small, "split": split, "first_split": first_split,
+        "imports": import_times(root, runs),
     }
 
 
@@ -288,6 +311,8 @@ def table(r: dict) -> str:
         "In-process split of a warm M run (medians):",
     ]
     lines += [f"  {k:40s} {v:.3f} s" for k, v in r["split"].items()]
+    lines += ["", "The same split of a first run (empty caches; medians):"]
+    lines += [f"  {k:40s} {v:.3f} s" for k, v in r["first_split"].items()]
     lines += ["", "`python -X importtime -c 'import fastcheck'`, cumulative (0: not imported):"]
     lines += [f"  {k:40s} {v:.3f} s" for k, v in r["imports"].items()]
     lines += ["", "Rerun: python bench/startup.py [--runs N] [--json FILE] [--root CHECKOUT]"]
