@@ -136,7 +136,10 @@ SMALL_CHECK = """
 import json, time
 import numpy as np
 import fastcheck as fc
-from fastcheck._bench import forward_seconds
+try:
+    from fastcheck.cli.bench import forward_seconds
+except ImportError:  # before the cli package (fastcheck._bench)
+    from fastcheck._bench import forward_seconds
 from fastcheck.backends.numba_backend import max_threads
 from fastcheck.models import make_mlp
 

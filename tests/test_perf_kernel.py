@@ -234,12 +234,11 @@ def test_stale_kernel_protection_across_processes(user_module, cache_dir):
 # -- the kernel compiles in the background while the first components run serially ----
 def test_serial_start_then_kernel_gives_the_same_bits(user_module, cache_dir, monkeypatch):
     """Components evaluated by the serial loop (kernel not ready) and by the kernel agree."""
-    from fastcheck.backends import numba_backend
 
     mod = user_module()
     release = threading.Event()
     calls = {"serial": 0, "parallel": 0}
-    compile_kernel, serial, parallel = (numba_backend._compile_kernel, NumbaBackend._serial,
+    compile_kernel, serial, parallel = (_kernel_cache._compile_kernel, NumbaBackend._serial,
                                         NumbaBackend._parallel)
 
     def held_compile(kernel, types):
@@ -257,7 +256,7 @@ def test_serial_start_then_kernel_gives_the_same_bits(user_module, cache_dir, mo
         calls["parallel"] += 1
         return parallel(self, *a)
 
-    monkeypatch.setattr(numba_backend, "_compile_kernel", held_compile)
+    monkeypatch.setattr(_kernel_cache, "_compile_kernel", held_compile)
     monkeypatch.setattr(NumbaBackend, "_serial", counted_serial)
     monkeypatch.setattr(NumbaBackend, "_parallel", counted_parallel)
     theta = np.linspace(-1.0, 1.0, 3000)
