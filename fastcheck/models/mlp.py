@@ -184,6 +184,8 @@ def _backprop(theta, X, Y, sizes, lam, bug_code):
 
 def _edit_blocks(g, sizes, bug_code, clip):
     """Apply in place the bugs that edit a finished block of the gradient ``g``."""
+    if bug_code not in (_BIAS2, _SIGN, _ONE, _TRANSPOSED, _CLIP, _SWAP):
+        return g
     offs = np.concatenate(([0], np.cumsum(sizes[:-1] * sizes[1:] + sizes[1:])))
     s0, s1 = sizes[0], sizes[1]
     if bug_code == _BIAS2:
@@ -289,7 +291,8 @@ def grad(theta, X, Y, sizes, lam, bug: str | None = None, clip: float | None = N
         New flat float64 gradient, same length as ``theta``.
     """
     sizes, lam = np.ascontiguousarray(sizes, dtype=np.int64), float(lam)
-    _check_bug(bug, _sizes_tuple(sizes))
+    if bug is not None:
+        _check_bug(bug, _sizes_tuple(sizes))
     code = 0 if bug is None else _CODES[bug]
     if bug == "clipped" and clip is None:
         g0 = _backprop(theta, X, Y, sizes, lam, 0)
