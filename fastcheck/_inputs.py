@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba.core.errors import NumbaError
-from numba.extending import is_jitted
 
 from . import _precision
 from ._blas import single_threaded_blas
+from ._lazy import is_jitted, numba_errors
 from ._steps import nominal_steps
 from .errors import NondeterministicCostError
 from .layout import Layout
@@ -271,7 +270,7 @@ def _call_user(fn: Callable, x: np.ndarray, layout: Layout, kind: str, args: tup
         if kind == "mapping":
             return fn(layout.unflatten(copy), *args)
         return fn(copy, *args)
-    except NumbaError as exc:
+    except numba_errors() as exc:
         lines = [ln.strip() for ln in str(exc).splitlines()
                  if ln.strip() and not ln.startswith("During:")]
         why = (" (params is a mapping; an @njit function needs the flat float64 vector: "

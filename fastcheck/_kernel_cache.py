@@ -18,6 +18,9 @@ Where: ``$FASTCHECK_CACHE_DIR``, else ``$NUMBA_CACHE_DIR/fastcheck``, else
 ``$XDG_CACHE_HOME/fastcheck`` or ``~/.cache/fastcheck``. ``FASTCHECK_KERNEL_CACHE=0``
 turns the cache off. Any failure (unwritable directory, import error) falls back to the
 uncached kernel silently: the cache only ever saves time.
+
+``kernel_compile`` compiles (or loads) a kernel on a thread of its own, so that the numba
+backend can evaluate the first components serially meanwhile.
 """
 
 from __future__ import annotations
@@ -25,20 +28,24 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
-import marshal
 import os
 import sys
 import tempfile
+import threading
+import time
 import types
+import warnings
 from pathlib import Path
 
 import numba
+import numpy as np
+from numba.core.errors import NumbaWarning
 from numba.core.registry import CPUDispatcher
 
 from . import _kernels
 
 #: Bump when the generated module changes in a way the source hash would not catch.
-KERNEL_VERSION = "1"
+KERNEL_VERSION = "2"
 
 _loaded: dict[str, object] = {}  # key -> kernel dispatcher, this process
 _keys: dict[int, tuple[object, str]] = {}  # id(cost) -> (cost, key): a dispatcher's code is fixed
@@ -97,6 +104,30 @@ def _code_objects(code: types.CodeType):
             yield from _code_objects(const)
 
 
+def _const_text(const) -> str:
+    """A text of a code constant that is the same in every process (sets sorted)."""
+    if isinstance(const, types.CodeType):
+        return _code_text(const)
+    if isinstance(const, (frozenset, set)):
+        return "{" + ",".join(sorted(map(_const_text, const))) + "}"
+    if isinstance(const, tuple):
+        return "(" + ",".join(map(_const_text, const)) + ")"
+    return repr(const)
+
+
+def _code_text(code: types.CodeType) -> str:
+    """The bytecode, names and constants of ``code``, stable across processes.
+
+    Not ``marshal.dumps``: its output depends on reference counts (an object referred to
+    more than once is written as a back-reference), which numba's compilation of the
+    function changes, so the first process computed a different key than the later ones
+    and its kernel was never found again.
+    """
+    return "|".join((code.co_code.hex(), repr(code.co_names), repr(code.co_varnames),
+                     repr(code.co_freevars), repr(code.co_cellvars),
+                     ",".join(map(_const_text, code.co_consts))))
+
+
 def _callees(func) -> list:
     """Dispatchers that ``func`` names through its globals (``f`` or ``module.f``)."""
     names = set()
@@ -141,7 +172,7 @@ def _code_key(cost) -> str:
         func = disp.py_func
         h.update(f"{func.__module__}.{func.__qualname__}".encode())
         h.update(repr(sorted(disp.targetoptions.items())).encode())
-        h.update(marshal.dumps(func.__code__))
+        h.update(_code_text(func.__code__).encode())
         h.update(_file_digest(func.__code__.co_filename, memo))
         todo.extend(_callees(func))
     return h.hexdigest()[:24]
@@ -200,3 +231,70 @@ def cached_kernel(cost):
         return module.central_values
     except Exception:  # the cache only saves time: fall back to the uncached kernel
         return None
+
+
+# -- compiling in the background ----------------------------------------------------
+_warnings_quiet: list[bool] = []  # the filter below, installed once
+
+
+def _compile_kernel(kernel, types: tuple) -> float:
+    """Compile (or load from the disk cache) ``kernel`` for ``types``; the seconds taken."""
+    start = time.perf_counter()
+    kernel.compile(types)
+    return time.perf_counter() - start
+
+
+class KernelCompile(threading.Thread):
+    """The compile of one kernel for one set of argument types, on its own thread."""
+
+    def __init__(self, kernel, types: tuple):
+        super().__init__(name="fastcheck-compile")
+        self.kernel, self.types = kernel, types
+        self.seconds = 0.0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.seconds = _compile_kernel(self.kernel, self.types)
+        except BaseException as exc:  # handed to the check, on its thread
+            self.error = exc
+
+
+def _fingerprint(value) -> object:
+    """What numba's type of ``value`` depends on, for arrays, scalars and tuples of them
+    (other objects by identity): ~1 us an array, where ``numba.typeof`` takes ~20."""
+    if isinstance(value, np.ndarray):
+        f = value.flags
+        return (type(value), value.dtype.str, value.ndim, f.c_contiguous, f.f_contiguous,
+                f.writeable, f.aligned)
+    if isinstance(value, tuple):
+        return tuple(map(_fingerprint, value))
+    if isinstance(value, (bool, int, float, complex, np.generic)):
+        return type(value)
+    return (type(value), id(value))
+
+
+_ready: set = set()  # (id(kernel), fingerprint of the arguments) known to be compiled
+
+
+def kernel_compile(kernel, call_args: tuple) -> KernelCompile | None:
+    """Start compiling ``kernel`` for these arguments; None when it is compiled already."""
+    if not hasattr(kernel, "overloads"):  # NUMBA_DISABLE_JIT: a plain Python function
+        return None
+    key = (id(kernel), _fingerprint(call_args))
+    if key in _ready:  # every check after the first: no numba.typeof (~0.1 ms)
+        return None
+    types = tuple(numba.typeof(a) for a in call_args)
+    if types in kernel.overloads:
+        if len(_ready) < 10_000:  # kernels live as long as the process (_kernel_cache)
+            _ready.add(key)
+        return None
+    if not _warnings_quiet:
+        # A cost numba cannot cache is still correct: say nothing. The filter is global
+        # (warnings.catch_warnings is not thread-safe), so it names our kernel only.
+        warnings.filterwarnings("ignore", message='Cannot cache compiled function '
+                                '"central_values"', category=NumbaWarning)
+        _warnings_quiet.append(True)
+    job = KernelCompile(kernel, types)
+    job.start()
+    return job

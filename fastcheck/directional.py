@@ -38,12 +38,12 @@ import math
 import time
 
 import numpy as np
-from numba.extending import is_jitted
 
 from . import _plan, _steps, _verdict
 from ._blas import single_threaded_blas
 from ._detection import detection_limits
 from ._inputs import Problem, scalar_cost
+from ._lazy import is_jitted
 from .backends.serial import SerialBackend, ensure_unmodified
 from .errors import CostEvaluationError
 from .report import Directional, Report, Run

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba.extending import is_jitted
 
 from ._blas import single_threaded_blas
 from ._inputs import Problem, normalise_grad, prepare, scalar_cost
+from ._lazy import is_jitted
 from ._plan import resolve_seed
 from ._steps import EPS_MACHINE
 from ._verdict import NOISE_FACTOR, ROUNDOFF_FACTOR
@@ -290,7 +290,7 @@ def _fit(h: np.ndarray, r: np.ndarray, floor: np.ndarray
 def _regress(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     if x.shape[0] == 2:
         return float((y[0] - y[1]) / (x[0] - x[1])), math.nan
-    import scipy.stats
+    import scipy.stats  # lazily: 0.5 s, and only the fit of three or more steps needs it
 
     fit = scipy.stats.linregress(x, y)
     return float(fit.slope), float(fit.stderr)

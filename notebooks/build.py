@@ -7,6 +7,11 @@ Run from the repository root with the project's virtual environment::
 
 The executed notebooks (with outputs) are committed; ``tests/test_notebooks.py`` executes
 them again in a fresh kernel so that they cannot rot.
+
+A notebook that plots starts with ``%matplotlib inline``: ``report.plot()`` builds its
+``Figure`` without pyplot, and only the inline backend, once activated, registers the
+formatter that renders a ``Figure`` as a PNG (without it the cell shows
+``<Figure size ... with 12 Axes>`` as text). ``tests/test_notebooks.py`` checks the images.
 """
 
 from __future__ import annotations
@@ -161,7 +166,8 @@ The built-in model `fastcheck.models.make_mlp` is a numba MLP (ReLU, softmax cro
 L2) with classic backprop bugs that can be injected by name. We use it to see how a bug is
 located, why the cost must include the regularisation term, why dropout must be off, why
 kinks are not bugs, and why to check again after some training."""),
-    ("code", """import numpy as np
+    ("code", """%matplotlib inline
+import numpy as np
 
 import fastcheck as fc
 from fastcheck.models import BUGS, make_mlp
@@ -276,7 +282,8 @@ LARGE: list[Cell] = [
 A full check costs 2N cost evaluations. For a network with 109,386 parameters that is
 218,772 forward passes. Most of the time a stratified random sample answers the question,
 and the report says how sure it is about the components it did not check."""),
-    ("code", """import time
+    ("code", """%matplotlib inline
+import time
 
 import numpy as np
 

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 
 import numpy as np
@@ -183,6 +184,15 @@ def test_changed_cost_or_helper_gets_a_new_kernel(user_module, cache_dir):
     assert len(list(cache_dir.glob("fastcheck_kernel_*.py"))) == 3
 
 
+def test_code_key_does_not_change_when_the_cost_compiles(user_module):
+    """The key is computed before (first process) and after (later ones) the cost compiles:
+    it must be the same, or the first process's kernel is never found again."""
+    mod = user_module()
+    before = _kernel_cache._code_key(mod.cost)
+    mod.cost(np.ones(3), 1.0)
+    assert _kernel_cache._code_key(mod.cost) == before
+
+
 _CHILD = """
 import json, sys
 import numpy as np
@@ -219,6 +229,54 @@ def test_stale_kernel_protection_across_processes(user_module, cache_dir):
     np.testing.assert_allclose(second["numeric"], 2 * np.asarray(first["numeric"]), rtol=1e-9)
     third = child("2.0")
     assert third["passed"] and third["hits"] >= 1  # loaded from disk, not compiled
+
+
+# -- the kernel compiles in the background while the first components run serially ----
+def test_serial_start_then_kernel_gives_the_same_bits(user_module, cache_dir, monkeypatch):
+    """Components evaluated by the serial loop (kernel not ready) and by the kernel agree."""
+
+    mod = user_module()
+    release = threading.Event()
+    calls = {"serial": 0, "parallel": 0}
+    compile_kernel, serial, parallel = (_kernel_cache._compile_kernel, NumbaBackend._serial,
+                                        NumbaBackend._parallel)
+
+    def held_compile(kernel, types):
+        assert release.wait(60)
+        return compile_kernel(kernel, types)
+
+    def counted_serial(self, *a):
+        calls["serial"] += 1
+        if calls["serial"] == 3:  # the kernel becomes ready after three serial slices
+            release.set()
+            self._pending.join()
+        return serial(self, *a)
+
+    def counted_parallel(self, *a):
+        calls["parallel"] += 1
+        return parallel(self, *a)
+
+    monkeypatch.setattr(_kernel_cache, "_compile_kernel", held_compile)
+    monkeypatch.setattr(NumbaBackend, "_serial", counted_serial)
+    monkeypatch.setattr(NumbaBackend, "_parallel", counted_parallel)
+    theta = np.linspace(-1.0, 1.0, 3000)
+    mixed = fc.check(mod.cost, 2.0 * theta, theta, (1.0,), backend="numba", threads=2)
+    assert calls["serial"] == 3 and calls["parallel"] >= 1
+    assert mixed.passed and mixed.evaluations == 2 + 2 * theta.shape[0]
+    calls.update(serial=0, parallel=0)
+    warm = fc.check(mod.cost, 2.0 * theta, theta, (1.0,), backend="numba", threads=2)
+    assert calls["serial"] == 0  # compiled now: the kernel from the start
+    assert warm.numeric.tobytes() == mixed.numeric.tobytes()
+
+
+def test_cost_raising_during_the_serial_start_is_named(user_module, cache_dir, monkeypatch):
+    mod = user_module()
+    monkeypatch.setattr(NumbaBackend, "_kernel_ready", lambda self: False)  # all serial
+    theta = np.zeros(40)
+    theta[17] = 1e6 - 1e-3
+    with pytest.raises(fc.CostEvaluationError, match="flat index 17\\)"):
+        fc.check(mod.cost, 2 * theta, theta, (1.0,), backend="numba", eps=1.0, threads=2)
+    assert not [t for t in threading.enumerate() if t.name.startswith("fastcheck")]
 
 
 # -- behaviour kept on the cached path --------------------------------------------------

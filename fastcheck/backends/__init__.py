@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from numba.extending import is_jitted
-
+from .._lazy import is_jitted
 from .base import Backend, require
-from .numba_backend import NumbaBackend
 from .serial import SerialBackend
 from .threads import ThreadsBackend
+
+
+def _numba_class():
+    """The numba backend's class, imported on first use: numba takes ~0.25 s to import."""
+    from .numba_backend import NumbaBackend
+
+    return NumbaBackend
+
+
+def _numba_backend(problem, threads: int | None = None):
+    """The numba backend (see ``backends/numba_backend.py``)."""
+    return _numba_class()(problem, threads)
 
 
 def _dask_class():
@@ -34,7 +44,7 @@ def _dask_backend(problem, threads: int | None = None, client=None):
 #: name -> class (or factory) taking ``(problem, threads, **options)``; every backend
 #: derives from ``base.Backend``.
 BACKENDS: dict[str, Callable[..., Backend]] = {
-    "numba": NumbaBackend,
+    "numba": _numba_backend,
     "threads": ThreadsBackend,
     "serial": SerialBackend,
     "dask": _dask_backend,
@@ -44,7 +54,7 @@ BACKENDS: dict[str, Callable[..., Backend]] = {
 BACKEND_OPTIONS = {"dask": ("client",)}
 
 #: Backends whose module is imported on first use (optional dependencies).
-_LAZY_CLASSES = {"dask": _dask_class}
+_LAZY_CLASSES = {"numba": _numba_class, "dask": _dask_class}
 
 #: Values accepted by ``fc.check(backend=...)``.
 BACKEND_NAMES = ("auto", *BACKENDS)

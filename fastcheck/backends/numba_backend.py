@@ -2,10 +2,19 @@
 
 The kernel comes from the disk cache when the cost is importable (``_kernel_cache``),
 else it is the argument-taking ``_kernels.central_values`` compiled in this process.
-BLAS is held at one thread from the compile call to the end of the check (``_blas``).
+BLAS is held at one thread from the start to the end of the check (``_blas``).
+
+Compiling the parallel kernel takes ~2 s (loading it from the disk cache ~0.1 s). It
+happens on a background thread, started when the check starts; until it is ready the
+components are evaluated on the calling thread by a plain loop over the jitted cost (the
+same compiled cost, so the same numbers). A check that is done before its kernel is ready
+waits for the compile at its end, so that no thread outlives ``fc.check`` and the next
+check (and the next process, through the disk cache) starts with the kernel.
 """
 
 from __future__ import annotations
+
+import time
 
 import numba
 import numpy as np
@@ -13,9 +22,10 @@ from numba.core.errors import NumbaError
 from numba.extending import is_jitted
 
 from .._blas import single_threaded_blas
-from .._kernel_cache import cached_kernel
+from .._inputs import scalar_cost
+from .._kernel_cache import KernelCompile, cached_kernel, kernel_compile
 from .._kernels import central_values
-from .base import Backend, complex_step_values, locate_failure, timed_compile
+from .base import Backend, complex_step_values, locate_failure, serial_values
 from .base import short_error as _short
 
 #: Kernel chunks per thread: more than one lets a thread that was slowed down (a shared
@@ -23,7 +33,9 @@ from .base import short_error as _short
 CHUNKS_PER_THREAD = 4
 #: A chunk is never smaller than this many components (so the copy of theta is amortised).
 MIN_CHUNK = 16
-
+#: While the kernel compiles, components are evaluated serially in slices of about this
+#: many seconds, looking between slices whether the kernel is ready.
+SERIAL_SLICE_SECONDS = 0.02
 
 def max_threads() -> int:
     """The most threads numba can run (``NUMBA_NUM_THREADS``)."""
@@ -75,6 +87,9 @@ class NumbaBackend(Backend):
         self._cached = cached_kernel(self._cost)
         self._saved_threads: int | None = None
         self._blas = single_threaded_blas()
+        self._pending: KernelCompile | None = None  # the kernel's compile, until ready
+        self._x: np.ndarray | None = None  # the serial loop's copy of theta
+        self._slice = MIN_CHUNK  # components per serial slice, adapted to the cost
 
     def __enter__(self) -> NumbaBackend:
         self._saved_threads = numba.get_num_threads()
@@ -94,9 +109,15 @@ class NumbaBackend(Backend):
     def close(self) -> None:
         """Restore BLAS's and numba's thread counts."""
         try:
-            self._blas.__exit__(None, None, None)
+            if self._pending is not None:  # a check done before its kernel was ready:
+                self._pending.join()  # no thread outlives the check; the next one is fast
+                self.compile_seconds += self._pending.seconds
+                self._pending = None
         finally:
-            numba.set_num_threads(self._saved_threads)
+            try:
+                self._blas.__exit__(None, None, None)
+            finally:
+                numba.set_num_threads(self._saved_threads)
 
     def n_chunks(self, n: int) -> int:
         """Kernel chunks for ``n`` components: a few per running thread, none tiny, never
@@ -104,25 +125,91 @@ class NumbaBackend(Backend):
         per_thread = max(1, min(CHUNKS_PER_THREAD, n // (MIN_CHUNK * self.threads)))
         return max(1, min(n, self.threads * per_thread))
 
-    def _kernel(self, indices, x_plus, x_minus):
+    def _kernel_args(self, indices, x_plus, x_minus) -> tuple:
         p = self.problem
         n_chunks = self.n_chunks(indices.shape[0])
+        if self._cached is not None:
+            return (p.theta, indices, x_plus, x_minus, n_chunks, p.args)
+        return (self._cost, p.theta, indices, x_plus, x_minus, n_chunks, p.args)
+
+    def _kernel(self, indices, x_plus, x_minus):
+        kernel = self._cached if self._cached is not None else central_values
         with numba.parallel_chunksize(1):  # hand out chunks dynamically
-            if self._cached is not None:
-                return self._cached(p.theta, indices, x_plus, x_minus, n_chunks, p.args)
-            return central_values(self._cost, p.theta, indices, x_plus, x_minus, n_chunks,
-                                  p.args)
+            return kernel(*self._kernel_args(indices, x_plus, x_minus))
 
     def _compile(self) -> None:
-        """Compile the kernel for this cost (timed) with a one-component call."""
-        theta = self.problem.theta
+        """Compile the cost here, and start the kernel's compile in the background.
+
+        The cost is compiled first, on this thread, so that a cost numba cannot compile is
+        a TypeError now (and the serial loop can run while the kernel compiles).
+        """
+        p = self.problem
+        start = time.perf_counter()
+        if self._cost is not p.cost:  # backend="numba" with a Python cost: njit it now
+            try:
+                self._cost(p.theta.copy(), *p.args)
+            except NumbaError as exc:
+                raise TypeError(
+                    f"backend='numba': numba cannot compile cost with these args: "
+                    f"{_short(exc)}") from None
+            except Exception:
+                pass  # the cost itself raised; evaluate() will say where
+            self.evaluations += 1
         one = np.zeros(1, dtype=np.int64)
-        self.compile_seconds = timed_compile(
-            lambda: self._kernel(one, theta[:1].copy(), theta[:1].copy()), self.name)
-        self.evaluations += 2
+        kernel = self._cached if self._cached is not None else central_values
+        self._pending = kernel_compile(kernel, self._kernel_args(one, p.theta[:1].copy(),
+                                                                 p.theta[:1].copy()))
+        self.compile_seconds = time.perf_counter() - start
+
+    def _kernel_ready(self) -> bool:
+        """True once the kernel is compiled (raising the compile's error, if any)."""
+        job = self._pending
+        if job is None:
+            return True
+        if job.is_alive():
+            return False
+        self._pending = None
+        self.compile_seconds += job.seconds
+        if isinstance(job.error, NumbaError):
+            raise TypeError(f"backend='numba': numba cannot compile cost with these args: "
+                            f"{_short(job.error)}") from None
+        if job.error is not None:
+            raise job.error
+        return True
+
+    def _serial(self, indices, x_plus, x_minus):
+        """J+ and J- by a plain loop over the jitted cost on this thread."""
+        p = self.problem
+        if self._x is None:
+            self._x = p.theta.copy()
+        x, cost, args = self._x, self._cost, p.args
+        start = time.perf_counter()
+        out = serial_values(p, x, lambda: cost(x, *args), indices, x_plus, x_minus,
+                            scalar_cost)
+        if time.perf_counter() - start < SERIAL_SLICE_SECONDS / 2:
+            self._slice *= 2
+        return out
 
     def evaluate(self, indices, x_plus, x_minus):
-        """J+ and J- of each component, computed in parallel."""
+        """J+ and J- of each component: serially until the kernel is ready, then in
+        parallel."""
+        n, done = indices.shape[0], 0
+        parts = []
+        while done < n and not self._kernel_ready():
+            k = min(n - done, self._slice)
+            parts.append(self._serial(indices[done:done + k], x_plus[done:done + k],
+                                      x_minus[done:done + k]))
+            self.evaluations += 2 * k
+            done += k
+        if done < n:
+            parts.append(self._parallel(indices[done:], x_plus[done:], x_minus[done:]))
+        if len(parts) == 1:
+            return parts[0]
+        return (np.concatenate([jp for jp, _ in parts]),
+                np.concatenate([jm for _, jm in parts]))
+
+    def _parallel(self, indices, x_plus, x_minus):
+        """J+ and J- of each component, computed in parallel by the kernel."""
         try:
             j_plus, j_minus, finished = self._kernel(indices, x_plus, x_minus)
         except (KeyboardInterrupt, NumbaError):
