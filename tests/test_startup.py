@@ -12,8 +12,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEAVY = ("numba", "llvmlite", "scipy", "matplotlib", "dask", "distributed", "tqdm",
          "threadpoolctl")
@@ -37,9 +35,6 @@ def test_import_loads_no_numba_matplotlib_dask_or_tqdm():
     assert not loaded & {"numba", "llvmlite", "matplotlib", "dask", "distributed", "tqdm"}
 
 
-@pytest.mark.xfail(strict=True, reason="scipy.stats (stats.py) and scipy.linalg (diagnose.py) "
-                   "are made lazy on the branches of engineers REPORT and SOUND; remove this "
-                   "marker when they are merged")
 def test_import_loads_no_scipy():
     assert "scipy" not in loaded_after("import fastcheck")
 
