@@ -86,8 +86,8 @@ def _judge_chunk(runner, problem, t: Targets, pos: np.ndarray, rtol: float, meth
     else:  # the method made no central evaluations: make them for the suspects
         jp, jm = runner.evaluate(t.indices[sp], t.x_plus[sp], t.x_minus[sp])
         sub = _verdict.Differences(jp, jm, t.x_plus[sp], t.x_minus[sp])
-    if hasattr(runner, "verify"):  # backends that can race re-check every suspect
-        runner.verify(t.indices[sp], sub.x_plus, sub.x_minus, sub.j_plus, sub.j_minus)
+    # backends that can race re-check every suspect (a no-op for the others)
+    runner.verify(t.indices[sp], sub.x_plus, sub.x_minus, sub.j_plus, sub.j_minus)
 
     def evaluate(positions, xp, xm):
         return runner.evaluate(t.indices[sp[positions]], xp, xm)

@@ -72,6 +72,8 @@ class Problem:
     def analytic_at(self, index: int, value: float) -> float:
         """Entry ``index`` of the analytic gradient at theta with that entry set to
         ``value`` (evaluated on a private copy; the kink confirmation uses it)."""
+        if self.grad_fn is None:
+            raise ValueError("analytic_at needs grad as a function (grad was given as values)")
         x = self.theta.copy()
         x[index] = value
         raw = _call_user(self.grad_fn, x, self.layout, self.params_kind, self.args, "grad")

@@ -21,6 +21,7 @@ import math
 import os
 import sys
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -49,7 +50,8 @@ def user_stacklevel() -> int:
     """The ``stacklevel`` that makes a warning issued by the caller of this function point
     at the first frame outside fastcheck (the user's ``fc.check`` or ``fc.check_layer``)."""
     package = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    frame, level = sys._getframe(1), 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
         frame, level = frame.f_back, level + 1
     return level

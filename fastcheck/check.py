@@ -244,7 +244,7 @@ def check(
     stop = _stop_rule(adaptive, max_failures, confidence, target_rate)
 
     runner = create_backend(resolve_backend(backend, problem), problem, threads,
-                            client=client)
+                            method=method, client=client)
     bar = _Progress(bool(progress), plan.indices.shape[0])
     try:
         with runner:
@@ -254,7 +254,7 @@ def check(
                 notes.extend([note] if note else [])
             state = _driver.run(runner, problem, targets, rtol, order, stop, bar.advance,
                                 method=method)
-            notes.extend(_backend_events(runner))
+            notes.extend(runner.events())
     finally:
         bar.close()
     report = _build_report(problem, plan, targets, state, runner, eps, rtol, start,
@@ -284,16 +284,6 @@ def _directional_refusals(**options: Any) -> None:
             f'mode="directional" chooses its own evaluations and runs them one after the '
             f"other on one thread (each group test depends on the ones before), so it cannot "
             f"honour {given}; accepted: {accepted} (or use mode=\"full\")")
-
-
-def _backend_events(runner) -> list[str]:
-    """What a distributed backend survived, for the report (empty for local backends)."""
-    lost = getattr(runner, "lost_workers", 0) or 0
-    retries = getattr(runner, "retries", 0) or 0
-    if not (lost or retries):
-        return []
-    return [f"{lost} worker(s) left the cluster during the check and {retries} task(s) were "
-            "run again; every component was evaluated exactly once in the result"]
 
 
 #: Components compared between the complex step and central differences before a check.
