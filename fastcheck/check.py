@@ -15,13 +15,13 @@ from . import _driver, _methods, _plan, _steps, _verdict
 from ._analysis import enrich
 from ._inputs import Problem, prepare
 from ._methods import METHOD_NAMES
-from .backends import BACKEND_NAMES, create_backend, resolve_backend
+from .backends import BACKEND_NAMES, choose_backend, create_backend
 from .layout import Layout
 from .report import Report, block_reports, global_relative_error, verdict_of
 
 __all__ = ["check", "assert_gradient"]
 
-BackendName = Literal["auto", "numba", "threads", "serial", "dask"]
+BackendName = Literal["auto", "numba", "processes", "threads", "serial", "dask"]
 MODES = ("full", "directional")
 
 
@@ -142,10 +142,13 @@ def check(
         on the failure rate drops below ``target_rate``.
     seed : int or None
         Seed of the sample; a fresh one is drawn (and recorded) when None.
-    backend : {"auto", "numba", "threads", "serial"}
-        ``auto`` chooses numba for an ``@njit`` cost on a flat vector, serial otherwise.
+    backend : {"auto", "numba", "processes", "threads", "serial", "dask"}
+        ``auto`` chooses numba for an ``@njit`` cost on a flat vector; for any other cost,
+        ``processes`` (worker processes, each with its own copy of the cost) when the
+        check is long enough to pay for starting them, else ``serial``; the report's
+        ``notes`` say why. ``threads`` suits only costs that release the GIL.
     threads : int or None
-        Worker threads (None: all that numba or the OS report).
+        Worker threads, or worker processes (None: all that numba or the OS report).
     progress : bool
         Show a progress bar on stderr.
     rtol : float
@@ -227,12 +230,12 @@ def check(
              else np.arange(plan.indices.shape[0], dtype=np.int64))
     stop = _stop_rule(adaptive, max_failures, confidence, target_rate)
 
-    runner = create_backend(resolve_backend(backend, problem), problem, threads,
-                            client=client)
+    backend, why = choose_backend(backend, problem, plan.indices.shape[0], method, threads)
+    runner = create_backend(backend, problem, threads, client=client)
     bar = _Progress(bool(progress), plan.indices.shape[0])
     try:
         with runner:
-            notes: list[str] = []
+            notes: list[str] = [why] if why else []
             if method == "complex":
                 method, note = _complex_probe(runner, problem, targets, rtol)
                 notes.extend([note] if note else [])
