@@ -57,7 +57,18 @@ PER_CALL_OVERHEAD = 0.002
 #: Seconds to wait for a terminated worker before killing it.
 TERMINATE_GRACE = 0.5
 
+#: Seconds loky's reusable workers wait idle for the next check before they exit.
+LOKY_IDLE_SECONDS = 300
+
 _measured_startup: dict[str, float] = {}
+_loky_pools: list = []
+
+
+def shutdown_workers() -> None:
+    """Stop loky's reusable workers now (they otherwise exit after ``LOKY_IDLE_SECONDS``
+    idle); forked workers never outlive their check."""
+    while _loky_pools:
+        _loky_pools.pop().shutdown(wait=True, kill_workers=True)
 
 
 def startup_seconds(method: str | None = None) -> float:
@@ -284,7 +295,8 @@ class ProcessesBackend:
         fd, self._path = tempfile.mkstemp(prefix="fastcheck-", suffix=".pkl")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        self._pool = loky.get_reusable_executor(self.threads, timeout=300)
+        self._pool = loky.get_reusable_executor(self.threads, timeout=LOKY_IDLE_SECONDS)
+        _loky_pools.append(self._pool)
         self._processes = list(getattr(self._pool, "_processes", {}).values())
 
     def _stop(self, kill: bool) -> None:
@@ -328,7 +340,10 @@ class ProcessesBackend:
             raise self._died(what) from exc
 
     def _died(self, what: str) -> FastcheckError:
-        codes = [p.exitcode for p in self._processes if p.exitcode not in (None, 0)]
+        for p in self._processes:  # the pool terminates the others; their codes settle
+            p.join(TERMINATE_GRACE)
+        codes = [p.exitcode for p in self._processes
+                 if p.exitcode not in (None, 0, -signal.SIGTERM)]
         how = ""
         if codes:
             code = codes[0]
@@ -357,8 +372,8 @@ class ProcessesBackend:
         try:
             wait(futures, return_when=FIRST_EXCEPTION)  # a dead worker: at once
             out = []
-            for (lo, hi), future in zip(parts, futures):
-                value = self._result(future, self._describe(indices, lo, hi))
+            for future in futures:  # a dead worker fails every pending slice: name all
+                value = self._result(future, self._describe(indices, 0, n))
                 if isinstance(value, _Failure):
                     raise value.exception()
                 out.append(value)
