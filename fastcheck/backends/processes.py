@@ -7,7 +7,7 @@ splits the driver's chunk into one contiguous slice per worker; a worker runs th
 loop on its slice (same code, same order of operations, so the numbers are bitwise those
 of ``serial``) with BLAS at one thread.
 
-Where the platform can ``fork`` (Linux), a fresh ``concurrent.futures`` pool is forked
+On Linux, where ``fork`` is safe, a fresh ``concurrent.futures`` pool is forked
 per check: the workers inherit the shipment (closures, lambdas, ``__main__`` functions
 and unpicklable objects need no pickling) and start in ~10 ms. Elsewhere the workers are
 loky's reusable ones (spawned once per session) and the shipment is pickled with
@@ -44,9 +44,11 @@ from ..errors import CostEvaluationError, FastcheckError
 from .base import complex_step_values, serial_values
 from .serial import ensure_unmodified
 
-#: Start method: "fork" (a fresh pool per check, nothing pickled) where the platform has
-#: it, else "loky" (reusable spawned workers, shipment pickled with cloudpickle).
-START_METHOD = "fork" if "fork" in mp.get_all_start_methods() else "loky"
+#: Start method: "fork" (a fresh pool per check, nothing pickled) on Linux; "loky"
+#: (reusable spawned workers, shipment pickled with cloudpickle) elsewhere: macOS has
+#: fork, but its system libraries (Accelerate, the Objective-C runtime) are not safe in
+#: a forked child, which is why Python spawns there by default.
+START_METHOD = "fork" if sys.platform.startswith("linux") else "loky"
 #: Seconds to start and stop the workers, used by ``backend="auto"`` before this process
 #: has measured it (the fork pool's 10 + 7 ms on the reference machine, with margin for a
 #: larger parent process); replaced by the last measurement afterwards.
