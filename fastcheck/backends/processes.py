@@ -49,10 +49,12 @@ from .serial import ensure_unmodified
 #: fork, but its system libraries (Accelerate, the Objective-C runtime) are not safe in
 #: a forked child, which is why Python spawns there by default.
 START_METHOD = "fork" if sys.platform.startswith("linux") else "loky"
-#: Seconds to start and stop the workers, used by ``backend="auto"`` before this process
-#: has measured it (the fork pool's 10 + 7 ms on the reference machine, with margin for a
-#: larger parent process); replaced by the last measurement afterwards.
-STARTUP_ESTIMATE = {"fork": 0.05, "loky": 1.0}
+#: Seconds to start and stop one worker (forks are made one after another by the
+#: parent), used by ``backend="auto"`` before this process has measured it: 2 forked
+#: workers started and stopped in 10 + 7 ms on the reference machine, 12 + 6 ms per
+#: worker with 8 and 16 workers on a loaded one (docs/performance.md); the estimate has a
+#: margin for a larger parent. Replaced by the last measurement afterwards.
+STARTUP_ESTIMATE = {"fork": 0.025, "loky": 0.5}
 #: Seconds each ``evaluate`` call costs beyond the evaluations (one task per worker,
 #: pickling of the slices and results), for ``backend="auto"``.
 PER_CALL_OVERHEAD = 0.002
@@ -73,11 +75,11 @@ def shutdown_workers() -> None:
         _loky_pools.pop().shutdown(wait=True, kill_workers=True)
 
 
-def startup_seconds(method: str | None = None) -> float:
-    """Expected seconds to start and stop the workers of ``method`` (default: this
-    platform's), the last one measured in this process, else the documented estimate."""
+def startup_seconds(workers: int, method: str | None = None) -> float:
+    """Expected seconds to start and stop ``workers`` workers of ``method`` (default:
+    this platform's): the last measurement in this process, else the estimate, per worker."""
     method = method or START_METHOD
-    return _measured_startup.get(method, STARTUP_ESTIMATE[method])
+    return workers * _measured_startup.get(method, STARTUP_ESTIMATE[method])
 
 
 def default_workers() -> int:
@@ -270,7 +272,8 @@ class ProcessesBackend:
         t0 = time.perf_counter()
         self._stop(kill=exc[0] is not None)
         if not math.isnan(self.startup_seconds):
-            _measured_startup[self.method] = self.startup_seconds + time.perf_counter() - t0
+            _measured_startup[self.method] = \
+                (self.startup_seconds + time.perf_counter() - t0) / self.threads
 
     def _start_forked(self) -> None:
         _blas_controller()  # found once here, inherited by the workers
@@ -435,8 +438,9 @@ def auto_choice(problem, n_components: int, method: str = "central",
     """``"processes"`` or ``"serial"`` for a Python cost, and why (a note for the report).
 
     Serial takes ``evaluations x cost_seconds`` (the cost timed at theta by ``prepare``);
-    processes take that divided over the workers, plus their start-up and a small
-    overhead per chunk. Processes are chosen when that is ``MARGIN`` times faster.
+    processes take that divided over the workers, plus their start-up (per worker: forks
+    are sequential) and a small overhead per chunk. Processes are chosen when that is
+    ``MARGIN`` times faster.
     """
     from .._driver import chunk_schedule
 
@@ -448,7 +452,7 @@ def auto_choice(problem, n_components: int, method: str = "central",
         return "serial", f"backend='auto' chose serial ({why})"
     serial = evaluations * per_eval
     calls = sum(1 for _ in chunk_schedule(n_components))
-    start = startup_seconds()
+    start = startup_seconds(workers)
     parallel = start + serial / workers + PER_CALL_OVERHEAD * calls
     estimate = (f"{evaluations:,} evaluations x {per_eval * 1e6:,.0f} us = ~{serial:.2g} s "
                 f"serially, ~{parallel:.2g} s on {workers} worker processes (start-up "
