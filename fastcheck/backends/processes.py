@@ -199,6 +199,12 @@ def _pid() -> int:
     return os.getpid()
 
 
+def _processes_of(pool) -> list:
+    """The pool's worker processes (private in both libraries, hence the care): empty
+    when it has none or no longer knows them."""
+    return list((getattr(pool, "_processes", None) or {}).values())
+
+
 # -- the parent side -------------------------------------------------------------------------
 def _unpicklable(problem, exc: BaseException) -> TypeError:
     """A TypeError naming which part of the shipment cloudpickle could not pickle."""
@@ -285,7 +291,7 @@ class ProcessesBackend:
             warnings.filterwarnings("ignore", category=DeprecationWarning,
                                     message=".*fork.*")
             first = self._pool.submit(_pid)  # forks every worker now
-        self._processes = list(getattr(self._pool, "_processes", {}).values())
+        self._processes = _processes_of(self._pool)
         self._result(first, "starting the workers")
 
     def _start_loky(self) -> None:
@@ -302,15 +308,14 @@ class ProcessesBackend:
             f.write(data)
         self._pool = loky.get_reusable_executor(self.threads, timeout=LOKY_IDLE_SECONDS)
         _loky_pools.append(self._pool)
-        self._processes = list(getattr(self._pool, "_processes", {}).values())
+        self._processes = _processes_of(self._pool)
 
     def _stop(self, kill: bool) -> None:
         """Shut the pool down; ``kill``: terminate the workers now (error, Ctrl-C)."""
         pool, self._pool = self._pool, None
         if pool is not None:
             if kill:
-                self._processes = list(getattr(pool, "_processes", {}).values()) \
-                    or self._processes
+                self._processes = _processes_of(pool) or self._processes
                 for p in self._processes:
                     if p.is_alive():
                         p.terminate()
@@ -429,8 +434,11 @@ class ProcessesBackend:
 # -- backend="auto" --------------------------------------------------------------------------
 #: Cost evaluations per checked component of each method (for ``backend="auto"``).
 EVALUATIONS_PER_COMPONENT = {"central": 2, "richardson": 4, "complex": 1}
-#: ``auto`` picks processes only when its estimate beats serial's by this factor.
+#: ``auto`` picks processes only when its estimate beats serial's by this factor, and
+#: never for a check estimated shorter than ``MIN_SERIAL_SECONDS`` serially (nobody waits
+#: for it, and one timed call on a busy machine is too noisy to bet the start-up on).
 MARGIN = 1.1
+MIN_SERIAL_SECONDS = 0.2
 
 
 def auto_choice(problem, n_components: int, method: str = "central",
@@ -440,7 +448,7 @@ def auto_choice(problem, n_components: int, method: str = "central",
     Serial takes ``evaluations x cost_seconds`` (the cost timed at theta by ``prepare``);
     processes take that divided over the workers, plus their start-up (per worker: forks
     are sequential) and a small overhead per chunk. Processes are chosen when that is
-    ``MARGIN`` times faster.
+    ``MARGIN`` times faster and serial would take ``MIN_SERIAL_SECONDS`` or more.
     """
     from .._driver import chunk_schedule
 
@@ -457,7 +465,7 @@ def auto_choice(problem, n_components: int, method: str = "central",
     estimate = (f"{evaluations:,} evaluations x {per_eval * 1e6:,.0f} us = ~{serial:.2g} s "
                 f"serially, ~{parallel:.2g} s on {workers} worker processes (start-up "
                 f"~{start * 1e3:.0f} ms)")
-    if parallel * MARGIN < serial:
+    if parallel * MARGIN < serial and serial >= MIN_SERIAL_SECONDS:
         return "processes", f"backend='auto' chose processes: {estimate}"
     return "serial", (f"backend='auto' chose serial: {estimate}; too short to pay for "
                       "starting worker processes")
