@@ -297,7 +297,26 @@ def test_ctrl_c_ends_within_two_seconds_and_leaves_no_process(tmp_path):
 def test_auto_stays_serial_on_a_tiny_check(small):
     report = fc.check(course.cost, course.backward, small.params, small.args, sample=20)
     assert report.backend == "serial"
-    assert any("chose serial" in n and "too short" in n for n in report.notes)
+    assert not any("backend='auto'" in n for n in report.notes)  # serial goes unsaid
+
+
+def test_auto_says_why_a_long_check_stays_serial(small):
+    import dataclasses
+
+    problem = fc.check.__globals__["prepare"](course.cost, course.backward, small.params,
+                                              small.args, None)
+    slow = dataclasses.replace(problem, cost_seconds=1e-3)  # 1 s serially
+    name, why = choose_backend("auto", slow, threads=2)
+    assert name == "processes" and "chose processes" in why and "2 worker" in why
+    # a start-up that costs more than the check saves: serial, and said so
+    saved = dict(processes._measured_startup)
+    try:
+        processes._measured_startup[processes.START_METHOD] = 1.0
+        name, why = choose_backend("auto", slow, threads=2)
+    finally:
+        processes._measured_startup.clear()
+        processes._measured_startup.update(saved)
+    assert name == "serial" and "too short to pay for starting worker processes" in why
 
 
 def test_auto_picks_processes_for_a_long_check():

@@ -276,8 +276,9 @@ class ProcessesBackend:
 
     def __exit__(self, *exc) -> None:
         t0 = time.perf_counter()
+        clean = self._pool is not None and exc[0] is None  # not stopped by an error
         self._stop(kill=exc[0] is not None)
-        if not math.isnan(self.startup_seconds):
+        if clean and not math.isnan(self.startup_seconds):  # a normal start and stop
             _measured_startup[self.method] = \
                 (self.startup_seconds + time.perf_counter() - t0) / self.threads
 
@@ -442,8 +443,9 @@ MIN_SERIAL_SECONDS = 0.2
 
 
 def auto_choice(problem, n_components: int, method: str = "central",
-                threads: int | None = None) -> tuple[str, str]:
-    """``"processes"`` or ``"serial"`` for a Python cost, and why (a note for the report).
+                threads: int | None = None) -> tuple[str, str | None]:
+    """``"processes"`` or ``"serial"`` for a Python cost, and why (a note for the report;
+    None for a check estimated under ``MIN_SERIAL_SECONDS``, where serial goes unsaid).
 
     Serial takes ``evaluations x cost_seconds`` (the cost timed at theta by ``prepare``);
     processes take that divided over the workers, plus their start-up (per worker: forks
@@ -456,8 +458,9 @@ def auto_choice(problem, n_components: int, method: str = "central",
     evaluations = EVALUATIONS_PER_COMPONENT.get(method, 2) * n_components
     workers = int(threads) if threads else default_workers()
     if not math.isfinite(per_eval) or workers < 2:
-        why = "one core" if workers < 2 else "the cost was not timed"
-        return "serial", f"backend='auto' chose serial ({why})"
+        if workers < 2:  # nothing to gain, nothing to explain
+            return "serial", None
+        return "serial", "backend='auto' chose serial (the cost was not timed)"
     serial = evaluations * per_eval
     calls = sum(1 for _ in chunk_schedule(n_components))
     start = startup_seconds(workers)
@@ -467,5 +470,7 @@ def auto_choice(problem, n_components: int, method: str = "central",
                 f"~{start * 1e3:.0f} ms)")
     if parallel * MARGIN < serial and serial >= MIN_SERIAL_SECONDS:
         return "processes", f"backend='auto' chose processes: {estimate}"
+    if serial < MIN_SERIAL_SECONDS:  # serial is what anyone expects: no note
+        return "serial", None
     return "serial", (f"backend='auto' chose serial: {estimate}; too short to pay for "
                       "starting worker processes")
