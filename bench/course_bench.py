@@ -5,7 +5,9 @@ Shared by ``bench/test_bench_course.py`` (pytest-benchmark groups) and by this m
 interleaved rounds of the classic loop, ``fc.check`` on ``serial``, on ``processes`` and
 with every default (``auto``), next to ``t_fwd`` (one cost evaluation, one BLAS thread)
 and the multicore limit ``2 n t_fwd / cores``. A run during which other processes kept
-``QUIET_CORES`` busy is repeated; the table says how many runs were quiet.
+``QUIET_CORES`` busy is repeated; the table says how many runs were quiet. The CPU
+seconds of each method (this process and its workers) are printed too: unlike wall
+time, they do not depend on how busy the machine is.
 
 Run: ``PYTHONPATH=. python bench/course_bench.py [--sizes S,M,L] [--rounds 5]``
 """
@@ -127,6 +129,7 @@ def main() -> None:
                 break
         limit = 2 * n * t_fwd / cores
         times: dict[str, list[float]] = {m: [] for m in METHODS}
+        cpu: dict[str, list[float]] = {m: [] for m in METHODS}
         noisy: dict[str, list[float]] = {m: [] for m in METHODS}
         others: list[float] = []
         backend = ""
@@ -134,9 +137,10 @@ def main() -> None:
             for method in METHODS:
                 for _attempt in range(1 + RETRIES):  # a noisy run is repeated
                     with OtherLoad() as load:
-                        t0 = time.perf_counter()
+                        t0, c0 = time.perf_counter(), _own()
                         out = run(method, problem, indices)
                         took = time.perf_counter() - t0
+                    cpu[method].append(_own() - c0)
                     others.append(load.cores if load.cores is not None else 0.0)
                     if load.cores is None or load.cores < QUIET_CORES:
                         times[method].append(took)
@@ -153,6 +157,8 @@ def main() -> None:
               f" {'quiet' if quiet else 'NOISY'}: {min(len(v) for v in times.values())} "
               f"quiet runs per method, other load median {statistics.median(others):.2f} "
               "cores", flush=True)
+        print("    CPU seconds (this process and its workers), medians: " + ", ".join(
+            f"{m} {statistics.median(cpu[m]):.3g}" for m in METHODS), flush=True)
     print(f"(load average at the end: {os.getloadavg()[0]:.2f})")
 
 
