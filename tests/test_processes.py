@@ -343,6 +343,30 @@ def test_auto_estimate(small):
     assert choose_backend("serial", slow) == ("serial", None)
 
 
+def _check_in_a_pool_worker(backend):
+    import dataclasses
+
+    cost = lambda x: float(np.sum(x ** 2))  # noqa: E731
+    if backend == "auto":  # a long check (1 ms per evaluation): processes, were it allowed
+        problem = fc.check.__globals__["prepare"](cost, lambda x: 2 * x, np.ones(500), (),
+                                                  None)
+        return choose_backend("auto", dataclasses.replace(problem, cost_seconds=1e-3),
+                              threads=2)
+    return fc.check(cost, lambda x: 2 * x, np.ones(5), backend=backend).backend
+
+
+def test_a_daemonic_process_stays_serial():
+    import multiprocessing as mp
+
+    if not FORK:
+        pytest.skip("the pool below forks")
+    with mp.get_context("fork").Pool(1) as pool:
+        name, why = pool.apply(_check_in_a_pool_worker, ("auto",))
+        assert name == "serial" and "daemonic" in why
+        with pytest.raises(fc.FastcheckError, match="daemonic"):
+            pool.apply(_check_in_a_pool_worker, ("processes",))
+
+
 # -- where fork is not available: loky, cloudpickle -----------------------------------------
 def test_unpicklable_cost_is_a_type_error_naming_it(monkeypatch):
     monkeypatch.setattr(processes, "START_METHOD", "loky")

@@ -283,6 +283,10 @@ class ProcessesBackend:
                 (self.startup_seconds + time.perf_counter() - t0) / self.threads
 
     def _start_forked(self) -> None:
+        if mp.current_process().daemon:
+            raise FastcheckError(
+                "backend='processes' cannot start worker processes from a daemonic process "
+                "(a multiprocessing.Pool worker); use backend='serial' there")
         _blas_controller()  # found once here, inherited by the workers
         shipped = replace(self.problem, analytic=np.empty(0))
         self._pool = ProcessPoolExecutor(self.threads, mp_context=mp.get_context("fork"),
@@ -362,7 +366,7 @@ class ProcessesBackend:
                    else f" (exit code {code})")
         return FastcheckError(
             f"backend='processes': a worker process died{how} while {what}; the other "
-            "workers were stopped. A segfault in the cost, os._exit or sys.exit inside it, "
+            "workers were stopped. A segfault in the cost, os._exit inside it, "
             "or the system killing the worker for memory (each worker holds its own copy "
             "of the cost and args) end a worker; backend='serial' runs the cost in this "
             "process"
@@ -457,6 +461,9 @@ def auto_choice(problem, n_components: int, method: str = "central",
     per_eval = float(getattr(problem, "cost_seconds", math.nan))
     evaluations = EVALUATIONS_PER_COMPONENT.get(method, 2) * n_components
     workers = int(threads) if threads else default_workers()
+    if mp.current_process().daemon:  # e.g. inside a multiprocessing.Pool worker
+        return "serial", ("backend='auto' chose serial: this is a daemonic process, which "
+                          "cannot start worker processes")
     if not math.isfinite(per_eval) or workers < 2:
         if workers < 2:  # nothing to gain, nothing to explain
             return "serial", None
