@@ -145,8 +145,9 @@ def check(
     backend : {"auto", "numba", "processes", "threads", "serial", "dask"}
         ``auto`` chooses numba for an ``@njit`` cost on a flat vector; for any other cost,
         ``processes`` (worker processes, each with its own copy of the cost) when the
-        check is long enough to pay for starting them, else ``serial``; the report's
-        ``notes`` say why. ``threads`` suits only costs that release the GIL.
+        check is long enough to pay for starting them, else ``serial``
+        (``report.notes`` says why when the choice was not obvious). ``threads`` suits
+        only costs that release the GIL.
     threads : int or None
         Worker threads, or worker processes (None: all that numba or the OS report).
     progress : bool
