@@ -55,6 +55,10 @@ START_METHOD = "fork" if sys.platform.startswith("linux") else "loky"
 #: worker with 8 and 16 workers on a loaded one (docs/performance.md); the estimate has a
 #: margin for a larger parent. Replaced by the last measurement afterwards.
 STARTUP_ESTIMATE = {"fork": 0.025, "loky": 0.5}
+#: Seconds a new worker loses on its first evaluations, in parallel with the others
+#: (fork: copy-on-write faults on the pages shared with the parent and cold caches, ~60 ms
+#: of CPU per worker measured on the M network; docs/processes.md), for ``backend="auto"``.
+WARMUP_SECONDS = {"fork": 0.06, "loky": 0.0}
 #: Seconds each ``evaluate`` call costs beyond the evaluations (one task per worker,
 #: pickling of the slices and results), for ``backend="auto"``.
 PER_CALL_OVERHEAD = 0.002
@@ -453,7 +457,7 @@ def auto_choice(problem, n_components: int, method: str = "central",
 
     Serial takes ``evaluations x cost_seconds`` (the cost timed at theta by ``prepare``);
     processes take that divided over the workers, plus their start-up (per worker: forks
-    are sequential) and a small overhead per chunk. Processes are chosen when that is
+    are sequential), their warm-up and a small overhead per chunk. Processes are chosen when that is
     ``MARGIN`` times faster and serial would take ``MIN_SERIAL_SECONDS`` or more.
     """
     from .._driver import chunk_schedule
@@ -470,7 +474,7 @@ def auto_choice(problem, n_components: int, method: str = "central",
         return "serial", "backend='auto' chose serial (the cost was not timed)"
     serial = evaluations * per_eval
     calls = sum(1 for _ in chunk_schedule(n_components))
-    start = startup_seconds(workers)
+    start = startup_seconds(workers) + WARMUP_SECONDS[START_METHOD]
     parallel = start + serial / workers + PER_CALL_OVERHEAD * calls
     estimate = (f"{evaluations:,} evaluations x {per_eval * 1e6:,.0f} us = ~{serial:.2g} s "
                 f"serially, ~{parallel:.2g} s on {workers} worker processes (start-up "
