@@ -477,8 +477,8 @@ def auto_choice(problem, n_components: int, method: str = "central",
     start = startup_seconds(workers) + WARMUP_SECONDS[START_METHOD]
     parallel = start + serial / workers + PER_CALL_OVERHEAD * calls
     estimate = (f"{evaluations:,} evaluations x {per_eval * 1e6:,.0f} us = ~{serial:.2g} s "
-                f"serially, ~{parallel:.2g} s on {workers} worker processes (start-up "
-                f"~{start * 1e3:.0f} ms)")
+                f"serially, ~{parallel:.2g} s on {workers} worker processes (start-up and "
+                f"warm-up ~{start * 1e3:.0f} ms)")
     if parallel * MARGIN < serial and serial >= MIN_SERIAL_SECONDS:
         return "processes", f"backend='auto' chose processes: {estimate}"
     if serial < MIN_SERIAL_SECONDS:  # serial is what anyone expects: no note
