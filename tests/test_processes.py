@@ -157,6 +157,29 @@ def test_stateful_object_and_reseeding_costs_give_serials_verdict():
     assert procs.passed
 
 
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+def test_blas_at_one_thread_in_the_workers_only():
+    before = _blas_threads()
+
+    def cost(x):  # at the perturbed points (in the workers), BLAS must be at one thread
+        if np.any(x != 1.0) and any(n != 1 for n in _blas_threads()):
+            raise RuntimeError(f"BLAS threads {_blas_threads()} in a worker")
+        return float(np.sum(x ** 2))
+
+    assert before, "no BLAS library loaded: nothing to check"
+    report = fc.check(cost, lambda x: 2 * x, np.ones(6), backend="processes", threads=2)
+    assert report.passed
+    assert _blas_threads() == before  # the caller's setting is untouched
+    if any(n != 1 for n in before):  # the detector works: serial runs at the caller's
+        with pytest.raises(fc.CostEvaluationError, match="BLAS threads"):
+            fc.check(cost, lambda x: 2 * x, np.ones(6), backend="serial")
+
+
 # -- early stop and partial results ---------------------------------------------------------
 def test_early_stop_matches_serial(small):
     def wrong(params, *args):  # the regularisation of W2 is missing
