@@ -81,6 +81,9 @@ class Problem:
             raw = raw[1]
         return float(normalise_grad(raw, self.layout, self.params_kind,
                                     "grad off a kink", float32_ok=bool(self.notes))[index])
+    #: Seconds of one evaluation of the cost at theta (the faster of the two timed calls;
+    #: NaN when not timed), for ``backend="auto"``'s estimate of the check's length.
+    cost_seconds: float = math.nan
 
     def make_call(self, x: np.ndarray) -> Callable[[], Any]:
         """A function of no arguments that evaluates ``cost`` at ``x`` (raw return value)."""
@@ -353,7 +356,8 @@ def prepare(cost: Any, grad: Any, params: Any, args: Any, layout: Layout | None)
     analytic = normalise_grad(analytic_raw, lay, kind, source, float32_ok=bool(notes))
     grad_fn = cost if returns_grad else (grad if callable(grad) else None)
     return Problem(theta, analytic, lay, cost, args, kind, returns_grad, j0, compile_seconds,
-                   noise=noise, notes=notes, probe_evaluations=probes, grad_fn=grad_fn)
+                   noise=noise, notes=notes, probe_evaluations=probes, grad_fn=grad_fn,
+                   cost_seconds=min(t1 - t0, t2 - t1))
 
 
 # -- float32 ------------------------------------------------------------------------------

@@ -13,13 +13,13 @@ import numpy as np
 from . import _driver, _methods, _plan, _steps
 from ._inputs import Problem, prepare
 from ._methods import METHOD_NAMES
-from .backends import BACKEND_NAMES, create_backend, resolve_backend
+from .backends import BACKEND_NAMES, choose_backend, create_backend
 from .layout import Layout
 from .report import Report, Run
 
 __all__ = ["check", "assert_gradient"]
 
-BackendName = Literal["auto", "numba", "threads", "serial", "dask"]
+BackendName = Literal["auto", "numba", "processes", "threads", "serial", "dask"]
 MODES = ("full", "directional")
 
 
@@ -140,10 +140,14 @@ def check(
         on the failure rate drops below ``target_rate``.
     seed : int or None
         Seed of the sample; a fresh one is drawn (and recorded) when None.
-    backend : {"auto", "numba", "threads", "serial"}
-        ``auto`` chooses numba for an ``@njit`` cost on a flat vector, serial otherwise.
+    backend : {"auto", "numba", "processes", "threads", "serial", "dask"}
+        ``auto`` chooses numba for an ``@njit`` cost on a flat vector; for any other cost,
+        ``processes`` (worker processes, each with its own copy of the cost) when the
+        check is long enough to pay for starting them, else ``serial``
+        (``report.notes`` says why when the choice was not obvious). ``threads`` suits
+        only costs that release the GIL.
     threads : int or None
-        Worker threads (None: all that numba or the OS report).
+        Worker threads, or worker processes (None: all that numba or the OS report).
     progress : bool
         Show a progress bar on stderr.
     rtol : float
@@ -243,12 +247,12 @@ def check(
              else np.arange(plan.indices.shape[0], dtype=np.int64))
     stop = _stop_rule(adaptive, max_failures, confidence, target_rate)
 
-    runner = create_backend(resolve_backend(backend, problem), problem, threads,
-                            method=method, client=client)
+    backend, why = choose_backend(backend, problem, plan.indices.shape[0], method, threads)
+    runner = create_backend(backend, problem, threads, method=method, client=client)
     bar = _Progress(bool(progress), plan.indices.shape[0])
     try:
         with runner:
-            notes: list[str] = list(problem.notes)
+            notes: list[str] = list(problem.notes) + ([why] if why else [])
             if method == "complex":
                 method, note = _complex_probe(runner, problem, targets, rtol)
                 notes.extend([note] if note else [])

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from .._lazy import is_jitted
 from .base import Backend, require
+from .processes import ProcessesBackend, auto_choice
 from .serial import SerialBackend
 from .threads import ThreadsBackend
 
@@ -45,6 +46,7 @@ def _dask_backend(problem, threads: int | None = None, client=None):
 #: derives from ``base.Backend``.
 BACKENDS: dict[str, Callable[..., Backend]] = {
     "numba": _numba_backend,
+    "processes": ProcessesBackend,
     "threads": ThreadsBackend,
     "serial": SerialBackend,
     "dask": _dask_backend,
@@ -66,16 +68,29 @@ def backend_class(name: str):
     return load() if load is not None else BACKENDS[name]
 
 
-def resolve_backend(name: str, problem) -> str:
-    """The backend that ``name`` means for this problem (``auto``: numba for an
-    ``@njit`` cost on a flat vector, serial otherwise — never threads, since Python
-    costs are often not thread-safe)."""
+def resolve_backend(name: str, problem, n_components: int | None = None,
+                    method: str = "central", threads: int | None = None) -> str:
+    """The backend that ``name`` means for this problem (see ``choose_backend``)."""
+    return choose_backend(name, problem, n_components, method, threads)[0]
+
+
+def choose_backend(name: str, problem, n_components: int | None = None,
+                   method: str = "central", threads: int | None = None
+                   ) -> tuple[str, str | None]:
+    """The backend that ``name`` means for this problem, and for ``auto`` why.
+
+    ``auto``: numba for an ``@njit`` cost on a flat vector; otherwise processes when the
+    check of ``n_components`` (default: all) is long enough to pay for starting worker
+    processes, serial when it is not — never threads, since Python costs are often not
+    thread-safe. The reason is a sentence for ``report.notes`` (None when not ``auto``).
+    """
     if name != "auto":
-        return name
+        return name, None
     if is_jitted(problem.cost) and problem.params_kind == "flat" \
             and not problem.cost_returns_grad:
-        return "numba"
-    return "serial"
+        return "numba", None
+    n = problem.layout.size if n_components is None else n_components
+    return auto_choice(problem, n, method, threads)
 
 
 def create_backend(name: str, problem, threads: int | None, *, method: str = "central",
