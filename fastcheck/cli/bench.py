@@ -177,9 +177,9 @@ class BenchResult:
             ("physical limit (njit forward x 2n / threads)", self.limit),
             (f"fastcheck numba, {self.threads} threads", self.numba_all),
             ("fastcheck numba, 1 thread", self.numba_one),
-            (f"fastcheck threads backend, course numpy{ext}", self.threads_backend),
-            (f"fastcheck serial backend, course numpy{ext}", self.serial),
-            (f"classic course loop, course numpy, eps 1e-7{ext}", self.classic),
+            (f"fastcheck threads backend, course numpy net{ext}", self.threads_backend),
+            (f"fastcheck serial backend, course numpy net{ext}", self.serial),
+            (f"classic course loop, numpy, eps 1e-7{ext}", self.classic),
         ]
         lines = [
             f"fastcheck bench: MLP {self.size}, N = {self.n_params:,}, checking {what} "
@@ -188,10 +188,10 @@ class BenchResult:
             f"t_forward = {self.t_forward * 1e6:.1f} us (one BLAS thread); "
             f"baseline: {self.baseline} (dict params, numpy, hand backward)",
             "",
-            f"  {'method':<52} {'seconds':>9} {'evals/s':>11} {'vs limit':>9}",
+            f"  {'method':<60} {'seconds':>9} {'evals/s':>11} {'vs limit':>9}",
         ]
         for name, sec in rows:
-            lines.append(f"  {name:<52} {sec:9.3f} {ev / sec:11,.0f} {self.limit / sec:8.1%}")
+            lines.append(f"  {name:<60} {sec:9.3f} {ev / sec:11,.0f} {self.limit / sec:8.1%}")
         lines += [
             "",
             f"fraction of the physical limit: {self.fraction_of_limit:.1%}",
