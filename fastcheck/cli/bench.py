@@ -7,10 +7,12 @@ by medians (machines are noisy; ratios within one run are what to compare):
   BLAS thread), divided by the number of threads — no checker can beat it;
 - ``fc.check`` on the numba backend with one thread and with all threads (warm: the
   kernel was compiled or loaded by an earlier check, whose time is reported apart);
-- the classic course loop (``classic_loop``: a Python loop over components, step 1e-7,
-  two copies of theta per component, the NumPy cost) and fastcheck's serial and threads
-  backends on the same NumPy cost. On a large network these are timed on a random subset
-  of components and scaled to the whole check (marked "extrapolated").
+- the baseline: the same network as a course student writes it (``fastcheck.models.course``:
+  dict params, numpy forward, hand backward) checked by the course's ``gradient_check_n``
+  loop (``course.classic_loop``: dict to vector, perturb one component, vector back to a
+  dict, step 1e-7), and fastcheck's serial and threads backends on that same numpy cost.
+  The printed speed-up is over this loop. On a large network these are timed on a random
+  subset of components and scaled to the whole check (marked "extrapolated").
 """
 
 from __future__ import annotations
@@ -30,13 +32,20 @@ from .common import EXIT_PASS, positive_int, sub_parser
 
 #: Components timed for the slow (Python) methods before extrapolating.
 SLOW_SUBSET = 400
+#: What ``fastcheck bench``'s classic loop runs: this module's ``classic_loop`` over the
+#: network of that module (``fastcheck.models.course``, the plainest numpy code).
+BASELINE = "fastcheck.models.course"
 #: Default ``sample`` per size (None: every component).
 DEFAULT_SAMPLE = {"S": None, "M": None, "L": 4000}
 
 
 def classic_loop(cost: Callable[..., float], theta: np.ndarray, args: tuple = (),
                  indices: Sequence[int] | None = None, eps: float = 1e-7) -> np.ndarray:
-    """The course's ``gradient_check_n`` loop: central differences, one component at a time.
+    """A ``gradient_check_n``-style loop on a flat-vector cost, one component at a time.
+
+    Kept for ``bench/peers.py`` (the pytest-benchmark groups on the built-in flat model).
+    ``fastcheck bench`` itself times ``fastcheck.models.course.classic_loop`` on the
+    course's dict-parameter numpy network (see ``BASELINE``).
 
     Parameters
     ----------
@@ -125,6 +134,7 @@ class BenchResult:
     first_check: float
     compile_seconds: float
     kernel: str
+    baseline: str = BASELINE
     samples: dict = field(default_factory=dict)
 
     def _ratio(self, num: str, den: str, factor: float = 1.0) -> float:
@@ -167,20 +177,21 @@ class BenchResult:
             ("physical limit (njit forward x 2n / threads)", self.limit),
             (f"fastcheck numba, {self.threads} threads", self.numba_all),
             ("fastcheck numba, 1 thread", self.numba_one),
-            (f"fastcheck threads backend, NumPy cost{ext}", self.threads_backend),
-            (f"fastcheck serial backend, NumPy cost{ext}", self.serial),
-            (f"classic course loop, eps 1e-7{ext}", self.classic),
+            (f"fastcheck threads backend, course numpy net{ext}", self.threads_backend),
+            (f"fastcheck serial backend, course numpy net{ext}", self.serial),
+            (f"classic course loop, numpy, eps 1e-7{ext}", self.classic),
         ]
         lines = [
             f"fastcheck bench: MLP {self.size}, N = {self.n_params:,}, checking {what} "
             f"components ({ev:,} cost evaluations), medians of {self.rounds} rounds",
             self._noise_line(),
-            f"t_forward = {self.t_forward * 1e6:.1f} us (one BLAS thread)",
+            f"t_forward = {self.t_forward * 1e6:.1f} us (one BLAS thread); "
+            f"baseline: {self.baseline} (dict params, numpy, hand backward)",
             "",
-            f"  {'method':<52} {'seconds':>9} {'evals/s':>11} {'vs limit':>9}",
+            f"  {'method':<60} {'seconds':>9} {'evals/s':>11} {'vs limit':>9}",
         ]
         for name, sec in rows:
-            lines.append(f"  {name:<52} {sec:9.3f} {ev / sec:11,.0f} {self.limit / sec:8.1%}")
+            lines.append(f"  {name:<60} {sec:9.3f} {ev / sec:11,.0f} {self.limit / sec:8.1%}")
         lines += [
             "",
             f"fraction of the physical limit: {self.fraction_of_limit:.1%}",
@@ -275,16 +286,17 @@ def run_bench(size: str = "M", *, sample: int | None | str = "default", rounds: 
 
     from .._kernel_cache import cached_kernel
     from ..backends.numba_backend import max_threads
-    from ..models import cost_python, make_mlp
+    from ..models import course, make_mlp
 
     if sample == "default":
         sample = DEFAULT_SAMPLE.get(size)
     model = make_mlp(size, seed=seed)
+    plain = course.make_course(size, seed=seed)  # the same network, as a course writes it
     nthreads = min(threads or max_threads(), max_threads())
 
-    def check(n_threads, cost=model.cost, backend="numba", sample=sample):
-        return fc.check(cost, model.grad, model.theta, model.args, layout=model.layout,
-                        sample=sample, seed=seed, backend=backend, threads=n_threads)
+    def check(n_threads):
+        return fc.check(model.cost, model.grad, model.theta, model.args, layout=model.layout,
+                        sample=sample, seed=seed, backend="numba", threads=n_threads)
 
     start = time.perf_counter()
     first = check(nthreads)
@@ -305,7 +317,12 @@ def run_bench(size: str = "M", *, sample: int | None | str = "default", rounds: 
         slow_idx = np.sort(rng.choice(indices, size=SLOW_SUBSET, replace=False))
     scale = n / slow_idx.shape[0]
     slow_sample = None if slow_idx.shape[0] == model.theta.shape[0] else int(slow_idx.shape[0])
-    check(1, cost=cost_python, backend="serial", sample=slow_sample)  # warm caches
+
+    def check_plain(backend):
+        return fc.check(course.cost, course.backward, plain.params, plain.args,
+                        sample=slow_sample, seed=seed, backend=backend, threads=nthreads)
+
+    check_plain("serial")  # warm caches
 
     keys = ("t_forward", "numba_all", "numba_one", "classic", "serial", "threads_backend",
             "other_cores")
@@ -323,10 +340,9 @@ def run_bench(size: str = "M", *, sample: int | None | str = "default", rounds: 
             row["t_forward"] = min(row["t_forward"], forward_seconds(
                 model.cost, model.theta, model.args))
         row["classic"] = scale * _seconds(
-            lambda: classic_loop(cost_python, model.theta, model.args, slow_idx))
+            lambda: course.classic_loop(course.cost, plain.params, plain.args, slow_idx))
         for key, backend in (("serial", "serial"), ("threads_backend", "threads")):
-            row[key] = scale * _seconds(functools.partial(
-                check, nthreads, cost=cost_python, backend=backend, sample=slow_sample))
+            row[key] = scale * _seconds(functools.partial(check_plain, backend))
         row["other_cores"] = load.cores if load.cores is not None else 0.0
         target = quiet if row["other_cores"] < QUIET_CORES else noisy
         for k in keys:
@@ -353,7 +369,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="measure fastcheck on the built-in MLP against the physical limit",
         description="Time fastcheck on the built-in MLP on this machine: evaluations/s, "
                     "fraction of the physical limit (bare njit forward x 2n / threads), "
-                    "speed-up over the classic loop, parallel efficiency, compile time.",
+                    "speed-up over the classic course loop (the same network in plain numpy, "
+                    "fastcheck.models.course), parallel efficiency, compile time.",
         epilog="examples:\n  fastcheck bench\n  fastcheck bench --size L\n"
                "  fastcheck bench --size L --sample all --rounds 1 --json",
     )
