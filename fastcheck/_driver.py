@@ -144,8 +144,12 @@ def confirm_off_kink(runner, problem, indices: np.ndarray, theta_at: np.ndarray,
 
 def run(runner, problem, targets: Targets, rtol: float, order: np.ndarray,
         stop: StopRule | None = None, on_chunk: Callable[[int, int], None] | None = None,
-        method: str = "central") -> Progress:
+        method: str = "central", small_first: bool = True) -> Progress:
     """Check the targets in the given processing ``order``, chunk by chunk.
+
+    ``small_first``: start with a chunk of FIRST_CHUNK components and double (so that a
+    stop rule or a progress bar hears early); without either, every chunk is as large as
+    allowed, which saves a kernel launch or a round of worker tasks on small checks.
 
     Returns the progress (complete, stopped by ``stop``, or ended by an exception that is
     stored in ``progress.error`` for the caller to re-raise with a partial report).
@@ -154,7 +158,7 @@ def run(runner, problem, targets: Targets, rtol: float, order: np.ndarray,
     state = Progress(order, np.full(targets.indices.shape[0], np.nan),
                      np.full(targets.indices.shape[0], "", dtype="<U9"))
     try:
-        for s in chunk_schedule(n):
+        for s in chunk_schedule(n, FIRST_CHUNK if small_first else DEFAULT_CHUNK):
             pos = order[s]
             numeric, kinds, off_hull = _judge_chunk(runner, problem, targets, pos, rtol,
                                                     method)

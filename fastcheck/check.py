@@ -257,7 +257,9 @@ def check(
                 method, note = _complex_probe(runner, problem, targets, rtol)
                 notes.extend([note] if note else [])
             state = _driver.run(runner, problem, targets, rtol, order, stop, bar.advance,
-                                method=method)
+                                method=method,
+                                small_first=not _one_launch(runner, problem, plan,
+                                                            stop is None and not progress))
             notes.extend(runner.events())
     finally:
         bar.close()
@@ -288,6 +290,20 @@ def _directional_refusals(**options: Any) -> None:
             f'mode="directional" chooses its own evaluations and runs them one after the '
             f"other on one thread (each group test depends on the ones before), so it cannot "
             f"honour {given}; accepted: {accepted} (or use mode=\"full\")")
+
+
+#: A check expected to take less than this (cost time x evaluations) on a backend with a
+#: launch cost per chunk runs as one launch: on the S network, two kernel launches instead
+#: of one made a warm check several times its limit. Longer checks keep small first chunks,
+#: so that Ctrl-C within one returns a partial report promptly.
+QUICK_CHECK_SECONDS = 0.25
+
+
+def _one_launch(runner, problem: Problem, plan, free: bool) -> bool:
+    """Run the check as one chunk: nothing needs to hear early (``free``), the backend pays
+    per launch, and the whole check is quick."""
+    estimate = problem.cost_seconds * 2 * plan.indices.shape[0] / max(1, runner.threads)
+    return free and runner.large_chunks and estimate < QUICK_CHECK_SECONDS
 
 
 #: Components compared between the complex step and central differences before a check.

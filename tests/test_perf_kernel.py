@@ -351,3 +351,32 @@ def test_no_allocation_per_component():
     assert out.returncode == 0, out.stderr[-2000:]
     few, many = map(int, out.stdout.split())
     assert few == many < 32  # per call: results, parfor scheduling; per chunk: one theta
+
+
+def _kernel_launches(monkeypatch) -> list[int]:
+    """Record the number of components of every kernel launch of the numba backend."""
+    launches: list[int] = []
+    original = NumbaBackend._kernel
+
+    def counting(self, indices, x_plus, x_minus):
+        launches.append(int(indices.shape[0]))
+        return original(self, indices, x_plus, x_minus)
+
+    monkeypatch.setattr(NumbaBackend, "_kernel", counting)
+    return launches
+
+
+def test_a_quick_full_check_is_one_kernel_launch(mlp_s, monkeypatch):
+    fc.check(mlp_s.cost, mlp_s.grad, mlp_s.theta, mlp_s.args, layout=mlp_s.layout)  # warm
+    launches = _kernel_launches(monkeypatch)
+    report = fc.check(mlp_s.cost, mlp_s.grad, mlp_s.theta, mlp_s.args, layout=mlp_s.layout)
+    assert report.passed and report.backend == "numba"
+    assert launches == [mlp_s.theta.size]  # 499 components, one launch (not 256 + 243)
+
+
+def test_a_stop_rule_keeps_small_first_chunks(mlp_s, monkeypatch):
+    fc.check(mlp_s.cost, mlp_s.grad, mlp_s.theta, mlp_s.args, layout=mlp_s.layout)  # warm
+    launches = _kernel_launches(monkeypatch)
+    fc.check(mlp_s.cost, mlp_s.grad, mlp_s.theta, mlp_s.args, layout=mlp_s.layout,
+             max_failures=1)
+    assert launches[0] == 256 and len(launches) >= 2  # a failure would be heard early

@@ -55,6 +55,10 @@ class Backend:
     threads: int = 1
     compile_seconds: float = 0.0
     evaluations: int = 0
+    #: True when a chunk costs a fixed launch (a parallel kernel) that small first chunks
+    #: would pay again; the driver then skips them unless a stop rule or a progress bar
+    #: needs to hear early. Python backends keep them, so Ctrl-C keeps a partial report.
+    large_chunks: ClassVar[bool] = False
 
     def __enter__(self) -> Backend:
         return self

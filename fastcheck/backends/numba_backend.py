@@ -68,6 +68,7 @@ class NumbaBackend(Backend):
 
     name = "numba"
     supports = {"complex": True}
+    large_chunks = True  # one kernel launch for a small check, not two
 
     def __init__(self, problem, threads: int | None = None):
         if problem.params_kind != "flat":
