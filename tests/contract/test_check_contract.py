@@ -653,3 +653,30 @@ def test_float32_flat_theta():
     with pytest.warns(Warning, match="float64"):
         rb = fc.check(cost, bad, theta, backend="serial")
     assert rb.failed.tolist() == [3]
+
+
+_SHARED_COUNT = None
+
+
+def _shared_counting_cost(p, *a):
+    with _SHARED_COUNT.get_lock():
+        _SHARED_COUNT.value += 1
+    return c.cost(p, *a)
+
+
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+def test_evaluations_counts_calls_in_workers(backend):
+    import multiprocessing
+
+    global _SHARED_COUNT
+    if backend == "processes" and multiprocessing.get_start_method(allow_none=True) not in (
+            None, "fork"):
+        pytest.skip("the shared counter reaches forked workers only")
+    _SHARED_COUNT = multiprocessing.Value("l", 0)
+    params, args = c.problem()
+    for backward in (c.backward, c.backward_bug("factor-2")):
+        _SHARED_COUNT.value = 0
+        r = fc.check(_shared_counting_cost, backward, params, args, backend=backend,
+                     threads=2, sample=30, seed=4)
+        assert r.backend == backend
+        assert r.evaluations == _SHARED_COUNT.value
