@@ -680,3 +680,34 @@ def test_evaluations_counts_calls_in_workers(backend):
                      threads=2, sample=30, seed=4)
         assert r.backend == backend
         assert r.evaluations == _SHARED_COUNT.value
+
+
+@pytest.mark.parametrize(("factor", "rtol"), [(1 + 2e-5, 1e-3), (1.01, 0.1), (1.5, 0.9),
+                                              (1 + 3e-6, 1e-5), (1.01, 1e-5)])
+def test_passed_verdict_and_headline_never_contradict(factor, rtol):
+    params, args = c.problem()
+
+    def scaled(p, *a):
+        return {k: v * factor for k, v in c.backward(p, *a).items()}
+
+    r = fc.check(c.cost, scaled, params, args, rtol=rtol, backend="serial")
+    head = r.summary().splitlines()[0]
+    assert (r.verdict == "fail") == (not r.passed)
+    assert ("FAIL" in head) == (not r.passed)
+    if r.passed:
+        assert "almost certainly a bug" not in head
+    assert r.to_dict()["passed"] == r.passed and r.to_dict()["verdict"] == r.verdict
+
+
+@pytest.mark.parametrize("bug", ["missing-regularization", "bias-factor-2", "sign-flip",
+                                 "transposed", "swapped", "mean-vs-sum"])
+def test_njit_mlp_bug_hints(bug):
+    from fastcheck.models import make_mlp
+
+    p = make_mlp("SQ" if bug == "swapped" else "S", bug=bug, seed=0)
+    r = fc.check(p.cost, p.grad, p.theta, p.args, layout=p.layout, backend="numba")
+    assert not r.passed and set(r.failing_blocks()) == p.affected()
+    words = {"missing-regularization": "regulari", "bias-factor-2": "factor 2",
+             "sign-flip": "sign", "transposed": "transpose", "swapped": "swapped",
+             "mean-vs-sum": "sum"}[bug]
+    assert any(words in h.lower() for h in r.hints), r.hints

@@ -327,3 +327,84 @@ def test_abs_and_max_at_kink_pass():
     r = fc.check(cost, grad, params, backend="serial")
     assert r.passed, r.summary()
     assert "bug" not in r.summary().splitlines()[0].lower()
+
+
+def test_check_layer_never_mutates_inputs_or_args_even_on_error():
+    inputs = _xwb()
+    param = {"k": 2.0}
+    keep = {k: v.copy() for k, v in inputs.items()}
+
+    def fwd(x, w, b, prm):
+        x[...] = 0.0  # a hostile layer writes into what it was given
+        prm["k"] = 5.0
+        return x @ w + b, (x, w)
+
+    def bwd(dout, cache):
+        raise RuntimeError("backward crashed")
+
+    with pytest.raises(RuntimeError):
+        fc.check_layer(fwd, bwd, inputs, (param,), seed=0)
+    for k in inputs:
+        np.testing.assert_array_equal(inputs[k], keep[k])
+    assert param == {"k": 2.0}
+
+
+def test_check_layer_float32_inputs_warn_and_stay_float32():
+    inputs = {k: v.astype(np.float32) for k, v in _xwb().items()}
+    keep = {k: v.copy() for k, v in inputs.items()}
+    with pytest.warns(Warning, match="float64"):
+        r = fc.check_layer(affine_fwd, affine_bwd, inputs, seed=0)
+    assert r.passed
+    for k in inputs:
+        assert inputs[k].dtype == np.float32
+        np.testing.assert_array_equal(inputs[k], keep[k])
+
+
+def _one_sided(params, X, i, side, h=1e-7):
+    p = {k: v.copy() for k, v in params.items()}
+    p["b"][i] += side * h
+    return (_relu_cost(p, X) - _relu_cost(params, X)) / (side * h)
+
+
+@pytest.mark.parametrize("where", [0.0, 1.0, -0.5, 1.5, 1.05, -1.0])
+def test_kinked_component_value_outside_the_one_sided_slopes_fails(where):
+    """b[i] (i < 3) sits on a ReLU kink: its one-sided slopes L, R differ. Values L + t (R - L)
+    with t in [0, 1] are subgradients (pass); outside they are wrong (fail)."""
+    params, (X,) = _relu_net()
+    for i in range(3):
+        left, right = _one_sided(params, X, i, -1), _one_sided(params, X, i, 1)
+        assert abs(left - right) > 1e-3
+        value = left + where * (right - left)
+        if where == -1.0:
+            value = -right if abs(right) > 1e-2 else right + 2 * (right - left)
+
+        def grad(p, X, i=i, value=value):
+            g = _relu_grad(p, X)
+            g["db"] = g["db"].copy()
+            g["db"][i] = value
+            return g
+
+        r = fc.check(_relu_cost, grad, params, (X,), backend="serial")
+        kind = next(w.kind for w in r.worst(r.n_checked) if w.name == "b" and w.index == (i,))
+        if 0.0 <= where <= 1.0:
+            assert r.passed and kind in ("kink", "ok"), (i, value, left, right)
+        else:
+            assert not r.passed and kind == "fail", (i, value, left, right)
+            assert r.failed.tolist() == [12 + i]
+
+
+def test_njit_mlp_on_exact_kinks_passes_and_a_mask_bug_fails():
+    from fastcheck.models import make_mlp
+
+    p = make_mlp("S", seed=0)
+    X = p.args[0].copy()
+    X[:4] = 0.0  # with b1 = 0 the first hidden pre-activations of 4 examples are exactly 0
+    theta = p.theta.copy()
+    theta[p.layout.block_slice("b1")] = 0.0
+    args = (X, *p.args[1:])
+    r = fc.check(p.cost, p.grad, theta, args, layout=p.layout, backend="numba")
+    assert r.passed and sum(b.n_kinks for b in r.blocks) > 0
+    assert "bug" not in r.summary().splitlines()[0]
+    q = make_mlp("S", seed=0, bug="wrong-relu-mask")
+    bad = fc.check(q.cost, q.grad, theta, args, layout=p.layout, backend="numba")
+    assert not bad.passed and set(bad.failing_blocks()) == {"W1", "b1"}
