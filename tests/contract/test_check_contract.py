@@ -711,3 +711,31 @@ def test_njit_mlp_bug_hints(bug):
              "sign-flip": "sign", "transposed": "transpose", "swapped": "swapped",
              "mean-vs-sum": "sum"}[bug]
     assert any(words in h.lower() for h in r.hints), r.hints
+
+
+@pytest.mark.parametrize("where", ["grad", "cost"])
+def test_nonfinite_component_is_a_fail_kind_in_worst(where):
+    """API.md: ComponentError.kind is "fail", "kink" or "ok" -- also for a NaN gradient
+    (log(0) in a backward) or a cost that overflows at a perturbed point."""
+    import json
+
+    theta = np.array([1.0, 0.5, 2.0])
+
+    def cost(t):
+        if where == "cost" and t[1] != 0.5:
+            return float("nan")
+        return float(t @ t)
+
+    def grad(t):
+        g = 2 * t
+        if where == "grad":
+            g[1] = np.nan
+        return g
+
+    with np.errstate(all="ignore"):
+        r = fc.check(cost, grad, theta, backend="serial")
+    assert not r.passed and r.failed.tolist() == [1]
+    assert all(w.kind in ("fail", "kink", "ok") for w in r.worst(3))
+    assert r.worst(1)[0].flat_index == 1 and r.worst(1)[0].kind == "fail"
+    assert all(w["kind"] in ("fail", "kink", "ok") for w in r.to_dict()["worst"])
+    json.dumps(r.to_dict())
