@@ -408,3 +408,33 @@ def test_njit_mlp_on_exact_kinks_passes_and_a_mask_bug_fails():
     q = make_mlp("S", seed=0, bug="wrong-relu-mask")
     bad = fc.check(q.cost, q.grad, theta, args, layout=p.layout, backend="numba")
     assert not bad.passed and set(bad.failing_blocks()) == {"W1", "b1"}
+
+
+def group_center_fwd(x, gamma, G):
+    n, c = x.shape
+    xg = x.reshape(n, G, c // G)
+    xc = (xg - xg.mean(axis=2, keepdims=True)).reshape(n, c)
+    return xc * gamma, (xc, gamma, G)
+
+
+def group_center_bwd(dout, cache, bug=False):
+    xc, gamma, G = cache
+    n, c = xc.shape
+    dgamma = (dout * xc).sum(axis=0)
+    dxc = (dout * gamma).reshape(n, G, c // G)
+    dx = dxc if bug else dxc - dxc.mean(axis=2, keepdims=True)
+    return dx.reshape(n, c), dgamma
+
+
+@pytest.mark.parametrize("G", [2, np.int64(3)])
+def test_integer_scalar_input_is_passed_and_not_checked(G):
+    """API.md: inputs that are not floating point are passed in their place, not checked
+    (a group count among forward's leading arguments, as in spatial_groupnorm_forward)."""
+    rng = np.random.default_rng(4)
+    inputs = {"x": rng.normal(size=(3, 6)), "gamma": rng.normal(size=6), "G": G}
+    r = fc.check_layer(group_center_fwd, group_center_bwd, inputs, seed=0)
+    assert r.passed and [b.name for b in r.blocks] == ["x", "gamma"]
+    bad = fc.check_layer(group_center_fwd, lambda d, c: group_center_bwd(d, c, bug=True),
+                         inputs, seed=0, backend="processes")
+    assert bad.failing_blocks() == ["x"]
+    assert inputs["G"] == G and type(inputs["G"]) is type(G)
