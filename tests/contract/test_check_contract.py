@@ -482,6 +482,7 @@ def test_complex_method_on_an_analytic_cost():
                     backend="serial").failing_blocks() == ["v"]
 
 
+@pytest.mark.filterwarnings("ignore:Casting complex values")
 def test_complex_method_on_a_float_cast_cost_is_a_clear_error_or_falls_back():
     params, args = c.problem()
     try:
@@ -739,3 +740,31 @@ def test_nonfinite_component_is_a_fail_kind_in_worst(where):
     assert r.worst(1)[0].flat_index == 1 and r.worst(1)[0].kind == "fail"
     assert all(w["kind"] in ("fail", "kink", "ok") for w in r.to_dict()["worst"])
     json.dumps(r.to_dict())
+
+
+@pytest.mark.parametrize("backend", ["serial", "threads", "processes"])
+def test_hostile_grad_writing_into_its_input_does_not_reach_the_caller(backend):
+    params, args = c.problem()
+    before = _snapshot(params)
+
+    def grad(p, *a):
+        out = c.backward(p, *a)
+        p["W1"] *= 2.0
+        return out
+
+    fc.check(c.cost, grad, params, args, backend=backend, threads=2)
+    _assert_same(before, params)
+
+
+def test_cost_writing_into_flat_theta_is_a_fastcheck_error_and_theta_is_unchanged():
+    theta = np.arange(1.0, 5.0)
+    keep = theta.copy()
+
+    def cost(t):
+        value = float(t @ t)
+        t[0] = 99.0
+        return value
+
+    with pytest.raises(fc.FastcheckError):
+        fc.check(cost, 2 * theta, theta, backend="serial")
+    np.testing.assert_array_equal(theta, keep)
