@@ -768,3 +768,29 @@ def test_cost_writing_into_flat_theta_is_a_fastcheck_error_and_theta_is_unchange
     with pytest.raises(fc.FastcheckError):
         fc.check(cost, 2 * theta, theta, backend="serial")
     np.testing.assert_array_equal(theta, keep)
+
+
+@pytest.mark.parametrize("grad_true", [False, True])
+def test_evaluations_counts_cost_calls_when_kinks_are_confirmed_off_the_kink(grad_true):
+    """A backprop-like subgradient (0) outside the one-sided slopes [1, 3] at exact kinks:
+    fastcheck looks off the kink (cost and gradient calls). ``evaluations`` counts the cost
+    calls, so it equals a counting wrapper's total; with grad=True the cost is the
+    gradient function, and each of its calls counts."""
+    theta = np.zeros(5)
+    calls = {"cost": 0, "grad": 0}
+
+    def cost(x):
+        calls["cost"] += 1
+        value = float(np.sum(np.where(x > 0, 3 * x, x)))
+        if grad_true:
+            return value, np.where(x > 0, 3.0, np.where(x < 0, 1.0, 0.0))
+        return value
+
+    def grad(x):
+        calls["grad"] += 1
+        return np.where(x > 0, 3.0, np.where(x < 0, 1.0, 0.0))
+
+    r = fc.check(cost, True if grad_true else grad, theta, backend="serial")
+    assert r.passed and np.all(r.kinds == "kink")
+    assert calls["grad"] > 1 or grad_true  # the confirmation called the gradient again
+    assert r.evaluations == calls["cost"]
