@@ -538,6 +538,9 @@ def test_sample_auto_and_max_failures(mlp_s):
                     backend="numba")
     assert not stop.passed and 1 <= stop.failed.size
     assert stop.n_checked < p.theta.size
+    assert stop.indices.dtype == np.int64 and np.all(np.diff(stop.indices) > 0)
+    np.testing.assert_array_equal(stop.analytic, p.grad(p.theta, *p.args)[stop.indices])
+    assert isinstance(stop.failure_rate_bound, float)  # a part was checked: a bound
     auto_bad = fc.check(p.cost, p.grad, p.theta, p.args, sample="auto", seed=0,
                         backend="numba")
     assert not auto_bad.passed
