@@ -172,7 +172,7 @@ def test_njit_mlp_numba_backend_and_bugs(mlp_s):
 
 
 # -- never mutate the caller's arrays ------------------------------------------------------
-@pytest.mark.parametrize("backend", ["serial", "threads"])
+@pytest.mark.parametrize("backend", ["serial", "threads", "processes"])
 def test_no_mutation_when_cost_raises(backend):
     params, args = c.problem()
     before = _snapshot(params)
