@@ -76,7 +76,7 @@ def _split_inputs(inputs: Any) -> tuple[tuple[str, ...], dict, dict]:
     if len(inputs) == 0:
         raise ValueError("inputs must name at least one array, got an empty mapping")
     floats: dict[str, np.ndarray] = {}
-    fixed: dict[str, np.ndarray] = {}
+    fixed: dict[str, Any] = {}
     for name, value in inputs.items():
         if not isinstance(name, str):
             raise TypeError(f"inputs keys must be strings (the input names), got {name!r}")
