@@ -438,3 +438,25 @@ def test_integer_scalar_input_is_passed_and_not_checked(G):
                          inputs, seed=0, backend="processes")
     assert bad.failing_blocks() == ["x"]
     assert inputs["G"] == G and type(inputs["G"]) is type(G)
+
+
+def _relu_cost_complex_safe(p, X):
+    z = X @ p["W"] + p["b"]
+    h = np.where(z.real > 0, z, 0)
+    return np.sum((h @ p["v"]) ** 2)
+
+
+@pytest.mark.parametrize("method", ["central", "richardson", "complex"])
+def test_every_method_passes_exact_kinks_and_fails_a_bug(method):
+    params, args = _relu_net()
+    r = fc.check(_relu_cost_complex_safe, _relu_grad, params, args, method=method,
+                 backend="serial")
+    assert r.passed and "bug" not in r.summary().splitlines()[0]
+
+    def bad(p, X):
+        g = _relu_grad(p, X)
+        g["dv"] = 1.5 * g["dv"]
+        return g
+
+    r = fc.check(_relu_cost_complex_safe, bad, params, args, method=method, backend="serial")
+    assert r.failing_blocks() == ["v"]
