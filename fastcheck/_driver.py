@@ -118,7 +118,8 @@ def confirm_off_kink(runner, problem, indices: np.ndarray, theta_at: np.ndarray,
     which the kink was seen, and its i-th entry compared with the central difference of
     step ``d/4`` there (which does not reach back to the kink). ``outcome.kinds`` is
     updated in place. Without a gradient function
-    (an array ``grad``) nothing is confirmed. Every gradient call counts as an evaluation.
+    (an array ``grad``) nothing is confirmed. ``report.evaluations`` counts cost calls
+    (API.md), so a call of a separate ``grad`` is not one; with ``grad=True`` it is.
     """
     if not problem.has_grad_function:
         return
@@ -134,7 +135,8 @@ def confirm_off_kink(runner, problem, indices: np.ndarray, theta_at: np.ndarray,
     analytic = np.empty_like(numeric)
     for k, (i, c) in enumerate(zip(both.tolist(), centres.tolist())):
         analytic[k] = problem.analytic_at(i, c)
-    runner.evaluations += both.size  # the gradient calls
+    if problem.cost_returns_grad:  # grad=True: the gradient calls are cost calls too
+        runner.evaluations += both.size
     with np.errstate(invalid="ignore"):  # inf - inf: NaN, which agrees with nothing
         floor = 2 * diffs.roundoff(problem.j0, problem.noise)
         agree = np.abs(analytic - numeric) <= rtol * (np.abs(analytic) + np.abs(numeric)) + floor

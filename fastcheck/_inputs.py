@@ -12,7 +12,7 @@ import numbers
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -396,3 +396,54 @@ def _float32_handling(cost: Callable, theta: np.ndarray, layout: Layout, kind: s
                                         NOISE_FACTOR)
     warnings.warn(warning, UserWarning, stacklevel=_precision.user_stacklevel())
     return (noise if low else 0.0), (note,), probes
+
+
+def measure_hidden_low_precision(problem: Problem) -> tuple[Problem, bool]:
+    """Measure the noise of a float64 problem whose check found failures: is the cost
+    computing in float32 inside, whatever it is given, and returning a Python float?
+
+    ``prepare`` measures the noise only when the parameters or the cost's value are
+    float32. A cost that casts to float32 internally and returns a Python float hides its
+    precision; its finite differences then carry noise ~ eps32 |J| / h, far above the
+    float64 roundoff floor, and correct components look like failures or kinks. The check
+    calls this only after a failure, so a passing check pays nothing.
+
+    Returns the problem with the probe evaluations counted (and, when the noise is far
+    above float64 roundoff and every value seen is a float32 number, the measured noise
+    and a note, after a warning), and whether the noise is low-precision (then the check
+    must be run again with noise-based steps).
+    """
+    from ._verdict import NOISE_FACTOR
+
+    seen: list[float] = []
+
+    def value_at(x: np.ndarray) -> float:
+        value = _call_user(problem.cost, x, problem.layout, problem.params_kind, problem.args)
+        seen.append(scalar_cost(value[0] if problem.cost_returns_grad else value,
+                                "while measuring its noise"))
+        return seen[-1]
+
+    blas = single_threaded_blas() if is_jitted(problem.cost) else contextlib.nullcontext()
+    with blas:
+        noise, largest, probes = _precision.estimate_noise(value_at, problem.theta)
+    counted = replace(problem, probe_evaluations=problem.probe_evaluations + probes)
+    j0 = problem.j0
+    # A kink crossed by the probe lines also looks like noise; a cost computing in float32
+    # is told from it by its values, every one of them a float32 number (a float64 cost
+    # gives such values at the probe points with probability ~2**-29 each).
+    values = np.array(seen + [j0])
+    float32_values = bool(np.all(values.astype(np.float32).astype(np.float64) == values))
+    if not (float32_values and noise > _precision.LOW_PRECISION_NOISE * max(abs(j0), largest)):
+        return counted, False
+    rel = _precision.relative_noise(noise, j0)
+    note = (f"the cost computes in low precision (float32?) although params are float64: "
+            f"its measured noise sigma/|J| = {rel:.1e} is far above float64 roundoff, so "
+            f"the first pass flagged noise as failures; every component was checked again "
+            f"with steps and a roundoff floor ({NOISE_FACTOR:g}*sigma/h, sigma = "
+            f"{noise:.2e}) from the measured noise. Smaller errors cannot be told from the "
+            "cost's noise; to check more tightly, make the cost compute in float64.")
+    warnings.warn(f"fastcheck: the cost computes in low precision (float32?) although params "
+                  f"are float64 (measured noise sigma/|J| = {rel:.1e}); it was checked again "
+                  f"with tolerances from that noise. Compute the cost in float64 for a tight "
+                  f"check.", UserWarning, stacklevel=_precision.user_stacklevel())
+    return replace(counted, noise=noise, notes=problem.notes + (note,)), True

@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import _driver, _methods, _plan, _steps
-from ._inputs import Problem, prepare
+from . import _driver, _methods, _plan, _steps, _verdict
+from ._inputs import Problem, measure_hidden_low_precision, prepare
 from ._methods import METHOD_NAMES
 from .backends import BACKEND_NAMES, choose_backend, create_backend
 from .layout import Layout
@@ -247,24 +247,35 @@ def check(
              else np.arange(plan.indices.shape[0], dtype=np.int64))
     stop = _stop_rule(adaptive, max_failures, confidence, target_rate)
 
-    backend, why = choose_backend(backend, problem, plan.indices.shape[0], method, threads)
-    runner = create_backend(backend, problem, threads, method=method, client=client)
-    bar = _Progress(bool(progress), plan.indices.shape[0])
-    try:
-        with runner:
-            notes: list[str] = list(problem.notes) + ([why] if why else [])
-            if method == "complex":
-                method, note = _complex_probe(runner, problem, targets, rtol)
-                notes.extend([note] if note else [])
-            state = _driver.run(runner, problem, targets, rtol, order, stop, bar.advance,
-                                method=method,
-                                small_first=not _one_launch(runner, problem, plan,
-                                                            stop is None and not progress))
-            notes.extend(runner.events())
-    finally:
-        bar.close()
+    def run(problem: Problem, targets: _driver.Targets):
+        chosen, why = choose_backend(backend, problem, plan.indices.shape[0], method, threads)
+        runner = create_backend(chosen, problem, threads, method=method, client=client)
+        used = method
+        bar = _Progress(bool(progress), plan.indices.shape[0])
+        try:
+            with runner:
+                notes: list[str] = list(problem.notes) + ([why] if why else [])
+                if method == "complex":
+                    used, note = _complex_probe(runner, problem, targets, rtol)
+                    notes.extend([note] if note else [])
+                quick = _one_launch(runner, problem, plan, stop is None and not progress)
+                state = _driver.run(runner, problem, targets, rtol, order, stop, bar.advance,
+                                    method=used, small_first=not quick)
+                notes.extend(runner.events())
+        finally:
+            bar.close()
+        return state, runner, used, notes
+
+    state, runner, used, notes = run(problem, targets)
+    first_pass = 0
+    if _may_hide_low_precision(problem, state):
+        problem, low = measure_hidden_low_precision(problem)
+        if low:  # noise taken for failures: check again with noise-based steps and floor
+            first_pass = runner.evaluations
+            targets = _targets(problem, plan.indices, eps)
+            state, runner, used, notes = run(problem, targets)
     report = _build_report(problem, plan, targets, state, runner, eps, rtol, start,
-                           confidence, method, tuple(notes))
+                           confidence, used, tuple(notes), first_pass)
     if state.error is not None:
         try:
             state.error.partial_report = report
@@ -376,10 +387,25 @@ def _stop_rule(adaptive: bool, max_failures: int | None, confidence: float,
     return stop
 
 
+def _may_hide_low_precision(problem: Problem, state) -> bool:
+    """Could the failures of this float64 check be the noise of a cost that computes in
+    float32 inside? Only asked when its noise was never measured (float64 params and
+    value), its value at theta is a float32 number (else it is not one that a float32
+    computation returns, and checking costs nothing more) and a component failed with
+    finite values."""
+    if problem.noise > 0 or problem.probe_evaluations or state.error is not None:
+        return False
+    if float(np.float32(problem.j0)) != problem.j0:
+        return False
+    kinds = state.kinds[state.finished_positions()]
+    return bool(np.any(kinds == _verdict.FAIL))
+
+
 def _build_report(problem: Problem, plan, targets: _driver.Targets, state, runner, eps,
                   rtol: float, start: float, confidence: float, method: str = "central",
-                  notes: tuple = ()) -> Report:
-    """Assemble the Report of the finished part of the check."""
+                  notes: tuple = (), first_pass: int = 0) -> Report:
+    """Assemble the Report of the finished part of the check (``first_pass``: cost
+    evaluations of a pass run again, see ``_may_hide_low_precision``)."""
     pos = state.finished_positions()
     indices = targets.indices[pos]
     compile_seconds = float(runner.compile_seconds) + problem.cost_compile_seconds
@@ -388,7 +414,7 @@ def _build_report(problem: Problem, plan, targets: _driver.Targets, state, runne
         seconds=max(0.0, time.perf_counter() - start - compile_seconds),
         compile_seconds=compile_seconds,
         # the two calls at theta, the noise probes of a float32 cost, then the backend's
-        evaluations=2 + problem.probe_evaluations + runner.evaluations,
+        evaluations=2 + problem.probe_evaluations + first_pass + runner.evaluations,
         sampled=bool(plan.sampled or state.done < targets.indices.shape[0]),
         confidence=confidence, stop_reason=state.stop_reason, method=method, notes=notes)
     return Report.from_components(

@@ -47,7 +47,7 @@ class LayerCost:
 
     def outputs(self, params: Mapping[str, np.ndarray]) -> tuple[tuple, Any]:
         """Run ``forward`` at ``params``: the outputs and the cache (None without one)."""
-        values = [params[n] if n not in self.fixed else np.array(self.fixed[n], copy=True)
+        values = [params[n] if n not in self.fixed else _fresh(self.fixed[n])
                   for n in self.names]
         result = self.forward(*values, *copy.deepcopy(self.args))
         if self.with_cache:
@@ -76,13 +76,16 @@ def _split_inputs(inputs: Any) -> tuple[tuple[str, ...], dict, dict]:
     if len(inputs) == 0:
         raise ValueError("inputs must name at least one array, got an empty mapping")
     floats: dict[str, np.ndarray] = {}
-    fixed: dict[str, np.ndarray] = {}
+    fixed: dict[str, Any] = {}
     for name, value in inputs.items():
         if not isinstance(name, str):
             raise TypeError(f"inputs keys must be strings (the input names), got {name!r}")
+        if isinstance(value, (numbers.Integral, np.bool_)):  # a group count G, a flag:
+            fixed[name] = value  # not floating point, so passed as is and not checked
+            continue
         if not isinstance(value, np.ndarray):
             raise TypeError(f"inputs[{name!r}] must be a numpy array, got "
-                            f"{type(value).__name__}")
+                            f"{type(value).__name__} (an integer is passed as is)")
         kind = value.dtype.kind
         if kind == "f":
             if value.dtype.itemsize < 4:
@@ -189,8 +192,13 @@ def _private(inputs: Mapping[str, np.ndarray], names: tuple[str, ...], floats: M
              ) -> list[np.ndarray]:
     """Fresh copies of the inputs, the float ones in float64 (the precision fc.check's cost
     hands ``forward``), for the one forward/backward call that gives the analytic values."""
-    return [np.array(inputs[n], dtype=np.float64 if n in floats else None, copy=True)
-            for n in names]
+    return [np.array(inputs[n], dtype=np.float64, copy=True) if n in floats
+            else _fresh(inputs[n]) for n in names]
+
+
+def _fresh(value: Any) -> Any:
+    """A private copy of a fixed input: an integer array copied, an integer scalar as is."""
+    return np.array(value, copy=True) if isinstance(value, np.ndarray) else value
 
 
 def _validate_options(check_options: dict) -> None:
@@ -220,7 +228,8 @@ def check_layer(forward: Callable[..., Any], backward: Callable[..., Any],
         Float arrays are checked (one report block each), float32 ones as ``fc.check``
         checks float32 parameters (in float64 when the layer follows its input's dtype,
         else with tolerances from its measured noise); integer arrays (the word indices
-        of an embedding) are passed in their place and not checked.
+        of an embedding) and integer scalars (a group count) are passed in their place
+        and not checked.
     args : tuple
         Further arguments of ``forward`` after the inputs (``conv_param``, ``bn_param``,
         an integer group count); every call gets its own deep copy.

@@ -275,13 +275,19 @@ class Report:
 
     # -- components ------------------------------------------------------------------
     def component(self, position: int) -> ComponentError:
-        """The ``position``-th checked component as a ComponentError."""
+        """The ``position``-th checked component as a ComponentError.
+
+        Its ``kind`` is one of the contract's three, ``"fail"``, ``"kink"`` or ``"ok"``: a
+        non-finite component (NaN or inf in either gradient) is a ``"fail"`` there, while
+        ``report.kinds`` and ``stats`` keep the finer ``"nonfinite"``.
+        """
         flat = int(self.indices[position])
         name, index = self.layout.locate(flat)
+        kind = str(self.kinds[position])
         return ComponentError(
             name, index, flat, float(self.analytic[position]), float(self.numeric[position]),
             float(self.abs_errors[position]), float(self.rel_errors[position]),
-            str(self.kinds[position]),
+            FAIL if kind == NONFINITE else kind,
         )
 
     def worst(self, k: int = 10) -> list[ComponentError]:
