@@ -45,11 +45,6 @@ def resolve_sample_size(sample, n_params: int, n_blocks: int) -> int | None:
             f"sample as a count must be between 1 and the number of parameters "
             f"({n_params:,}), got {count}"
         )
-    if count < n_blocks:
-        raise ValueError(
-            f"sample={count} is smaller than the number of non-empty blocks ({n_blocks}); "
-            f"a stratified sample needs at least one component per block"
-        )
     return None if count == n_params else count
 
 
@@ -62,11 +57,24 @@ def resolve_seed(seed) -> int:
     return int(seed)
 
 
-def stratified_counts(block_sizes: np.ndarray, count: int) -> np.ndarray:
+def stratified_counts(block_sizes: np.ndarray, count: int,
+                      rng: np.random.Generator | None = None) -> np.ndarray:
     """How many components each block gets: at least one per non-empty block,
-    the rest proportional to size (largest remainders), never more than the block has."""
+    the rest proportional to size (largest remainders), never more than the block has.
+
+    With fewer components than non-empty blocks (``sample=3`` on a 6-block network), one
+    component each goes to ``count`` distinct blocks drawn with probability proportional
+    to their size (``rng``, seeded by the caller).
+    """
     sizes = np.asarray(block_sizes, dtype=np.int64)
     nonempty = sizes > 0
+    if count < int(np.count_nonzero(nonempty)):
+        rng = rng if rng is not None else np.random.default_rng(0)
+        chosen = rng.choice(sizes.shape[0], size=count, replace=False,
+                            p=sizes / sizes.sum())
+        counts = np.zeros(sizes.shape[0], dtype=np.int64)
+        counts[chosen] = 1
+        return counts
     counts = nonempty.astype(np.int64)
     rest = count - int(counts.sum())
     spare = np.where(nonempty, sizes - 1, 0).astype(np.float64)
@@ -91,7 +99,7 @@ def choose_components(layout: Layout, sample, seed) -> Sample:
     if count is None:
         return Sample(np.arange(layout.size, dtype=np.int64), used_seed, False)
     rng = np.random.default_rng(used_seed)
-    counts = stratified_counts(sizes, count)
+    counts = stratified_counts(sizes, count, rng)
     parts = []
     for lo, size, k in zip(layout.bounds[:-1], sizes, counts):
         if k > 0:

@@ -59,7 +59,29 @@ def test_sample_out_of_range_is_rejected(mlp_s, bad):
         fc.check(m.cost, m.grad, m.theta, m.args, layout=m.layout, sample=bad)
 
 
-def test_sample_smaller_than_block_count_explains():
-    layout = fc.Layout({"a": (10,), "b": (10,), "c": (10,)})
-    with pytest.raises(ValueError, match="at least one component per block"):
-        choose_components(layout, 2, 0)
+def test_sample_smaller_than_block_count_draws_distinct_blocks():
+    layout = fc.Layout({"a": (10,), "b": (10,), "c": (10,), "empty": (0,)})
+    for seed in range(20):
+        chosen = choose_components(layout, 2, seed)
+        blocks = layout.block_of(chosen.indices)
+        assert chosen.indices.shape == (2,) and chosen.sampled
+        assert len(set(blocks.tolist())) == 2 and 3 not in blocks  # never the empty block
+
+
+def test_a_count_below_the_number_of_blocks_checks_that_many():
+    """API.md: an int sample checks that many components, even fewer than the blocks."""
+    import json
+
+    from fastcheck.models import course
+
+    net = course.make_course("S")
+    params, args = net.params, net.args
+    report = fc.check(course.cost, course.backward, params, args, sample=3, seed=5)
+    assert report.n_checked == 3 and report.passed
+    assert len(set(report.layout.block_of(report.indices).tolist())) == 3  # 3 blocks
+    assert isinstance(report.failure_rate_bound, float)
+    assert sum(b.n_checked for b in report.blocks) == 3
+    json.dumps(report.to_dict())
+    str(report)
+    again = fc.check(course.cost, course.backward, params, args, sample=3, seed=5)
+    np.testing.assert_array_equal(again.indices, report.indices)  # reproducible
