@@ -257,6 +257,30 @@ def _local_slopes(h: np.ndarray, r: np.ndarray) -> np.ndarray:
         return np.log(r[:-1] / r[1:]) / np.log(h[:-1] / h[1:])
 
 
+#: Steps this many octaves below the first are "tiny": a remainder there is noise plus at
+#: most 2**-NOISE_OCTAVES of the signal the larger steps show.
+NOISE_OCTAVES = 30
+
+
+def _observed_noise(h: np.ndarray, r: np.ndarray) -> float:
+    """The noise the remainders show at tiny steps (0 when the steps never got tiny).
+
+    The floor ``eps * |J|`` assumes the roundoff of J is relative to |J(theta)|. When
+    J(theta) is ~0 by cancellation of O(1) terms the real noise is far above it, and the
+    fit would read that noise as a slope. At steps ``2**-NOISE_OCTAVES`` below the first
+    one the Taylor remainder of a right gradient (~h^2) is far below roundoff and that
+    of a wrong one (~h) is ``2**-NOISE_OCTAVES`` of its value at the first step, so the
+    largest remainder there is a floor that hides no slope above it: a wrong gradient
+    still shows rate 1 over the steps between.
+    """
+    if h.shape[0] == 0:
+        return 0.0
+    tiny = (h <= h[0] * 2.0 ** -NOISE_OCTAVES) & np.isfinite(r)
+    if np.count_nonzero(tiny) < 3:
+        return 0.0
+    return float(np.max(r[tiny]))
+
+
 # -- the fit ------------------------------------------------------------------------------
 def _fit(h: np.ndarray, r: np.ndarray, floor: np.ndarray
          ) -> tuple[float, float, np.ndarray, str]:
@@ -361,6 +385,7 @@ def taylor_test(
             for h in _explicit_steps(steps):
                 rem.add(float(h))
     hs, r, floor = np.array(rem.h), np.array(rem.r), np.array(rem.floor)
+    floor = np.maximum(floor, _observed_noise(hs, r))
     rate, stderr, used, note = _fit(hs, r, floor)
     finite = np.isfinite(r)
     if np.any(used):

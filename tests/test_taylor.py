@@ -231,3 +231,21 @@ def test_result_is_frozen_serialisable_and_plots():
     fig = result.plot()
     assert isinstance(fig, Figure)
     assert fig.axes[0].get_xscale() == "log"
+
+
+def test_a_cost_that_is_zero_by_cancellation_still_passes_and_fails_honestly():
+    """J(theta) ~ 2e-16 from O(1) terms: the floor eps*|J0| is ~0, so the remainders' own
+    noise at tiny steps sets it (a right gradient passed 0 of 10 random directions)."""
+    params = {"w": np.linspace(-1, 1, 6), "v": np.array([0.4, 0.9])}
+
+    def cost(p):
+        return float(np.sum(np.sin(p["w"])) * np.sum(p["v"] ** 2))
+
+    def grad(p, factor=1.0):
+        return {"w": factor * np.cos(p["w"]) * np.sum(p["v"] ** 2),
+                "v": 2 * p["v"] * np.sum(np.sin(p["w"]))}
+
+    assert abs(cost(params)) < 1e-15
+    assert all(taylor_test(cost, grad, params, seed=s).passed for s in range(10))
+    wrong = lambda p: grad(p, 1.0001)  # noqa: E731
+    assert not any(taylor_test(cost, wrong, params, seed=s).passed for s in range(10))
