@@ -137,9 +137,10 @@ def describe(float32_blocks: list[str], returned_float32: bool, noise: float, j0
             f"(a power of two, {h:.1e} for |theta| <= 1) and a roundoff floor of "
             f"{noise_factor:g}*sigma/h (sigma = {noise:.2e}: about {floor:.1e} at the "
             "nominal step) were derived from the measured noise of the cost; smaller "
-            "errors cannot be told from float32 noise. Ng's bands on the first line assume "
-            "float64: a correct float32 gradient often lands in 1e-5..1e-3 (WARN); only "
-            "failed components point to a bug." + unchanged)
+            "errors cannot be told from float32 noise. Ng's bands assume float64, so they do "
+            "not decide the verdict here: a correct float32 gradient's relative error sits "
+            "at the noise level (often 1e-5..1e-3); only failed components point to a "
+            "bug." + unchanged)
     warning = (f"fastcheck: {what} cannot be checked in float64 (the cost computes in "
                f"float32); tolerances come from its measured noise (sigma = {noise:.1e})")
     return note, warning

@@ -416,7 +416,8 @@ def _build_report(problem: Problem, plan, targets: _driver.Targets, state, runne
         # the two calls at theta, the noise probes of a float32 cost, then the backend's
         evaluations=2 + problem.probe_evaluations + first_pass + runner.evaluations,
         sampled=bool(plan.sampled or state.done < targets.indices.shape[0]),
-        confidence=confidence, stop_reason=state.stop_reason, method=method, notes=notes)
+        confidence=confidence, stop_reason=state.stop_reason, method=method, notes=notes,
+        noise_floor=problem.noise > 0)
     return Report.from_components(
         problem.layout, indices, targets.analytic[pos], state.numeric[pos], state.kinds[pos],
         (targets.x_plus[pos] - targets.x_minus[pos]) / 2, problem.theta[indices], run)

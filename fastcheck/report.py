@@ -79,6 +79,9 @@ class Run:
     mode: str = "full"
     method: str = "central"
     notes: tuple = ()
+    #: The verdict used a floor from the cost's measured noise (a float32 cost), so Ng's
+    #: float64 bands do not decide "warn" (see ``verdict_of``).
+    noise_floor: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,12 +112,17 @@ def global_relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
     return num / denom if math.isfinite(num) and math.isfinite(denom) else math.inf
 
 
-def verdict_of(n_failed: int, relative_error: float) -> str:
+def verdict_of(n_failed: int, relative_error: float, noise_floor: bool = False) -> str:
     """``fail`` when a component fails, ``warn`` when none does but the relative error (of
-    the smooth components) is beyond Ng's acceptable band, else ``pass``."""
+    the smooth components) is beyond Ng's acceptable band, else ``pass``.
+
+    With ``noise_floor`` (a float32 cost checked against its measured noise) Ng's
+    float64 bands do not apply: a correct gradient's error sits at the noise level, and
+    only failed components (judged against that noise) mean anything.
+    """
     if n_failed:
         return "fail"
-    if not relative_error <= ACCEPTABLE:
+    if not relative_error <= ACCEPTABLE and not noise_floor:
         return "warn"
     return "pass"
 
@@ -160,6 +168,8 @@ class Report:
     mode: str = "full"
     method: str = "central"
     notes: tuple = ()
+    #: The verdict used the cost's measured noise (float32), not Ng's float64 bands.
+    noise_floor: bool = False
     directional: Directional | None = None
     theta_checked: np.ndarray | None = field(default=None, repr=False)
     _cache: dict = field(default_factory=dict, init=False, repr=False)
@@ -206,12 +216,12 @@ class Report:
         smooth = kinds != KINK
         n_failed = int(np.count_nonzero(failing))
         rel_smooth = global_relative_error(analytic[smooth], numeric[smooth])
-        verdict = verdict_of(n_failed, rel_smooth)
+        verdict = verdict_of(n_failed, rel_smooth, run.noise_floor)
         if unexplained and verdict == "pass":
             verdict = "warn"
         rel_errors = relative_errors(analytic, numeric)
         blocks = _block_reports(layout, indices, analytic, numeric, rel_errors, kinds, smooth,
-                                failing)
+                                failing, run.noise_floor)
         blocks = [b if i not in warn_blocks or b.n_failed else replace(b, verdict="warn")
                   for i, b in enumerate(blocks)]
         overall = None
@@ -234,7 +244,7 @@ class Report:
             compile_seconds=run.compile_seconds, evaluations=run.evaluations,
             sampled=run.sampled, confidence=run.confidence, failure_rate_bound=overall,
             stop_reason=run.stop_reason, mode=run.mode, method=run.method,
-            notes=tuple(run.notes), directional=directional,
+            notes=tuple(run.notes), noise_floor=run.noise_floor, directional=directional,
             theta_checked=np.asarray(theta_checked, dtype=np.float64),
         )
 
@@ -382,7 +392,8 @@ class Report:
 
 def _block_reports(layout: Layout, indices: np.ndarray, analytic: np.ndarray,
                    numeric: np.ndarray, rel: np.ndarray, kinds: np.ndarray,
-                   smooth: np.ndarray, failing: np.ndarray) -> list[BlockReport]:
+                   smooth: np.ndarray, failing: np.ndarray,
+                   noise_floor: bool = False) -> list[BlockReport]:
     """One BlockReport per block (components grouped by their ascending flat index)."""
     bounds = np.searchsorted(layout.block_of(indices), np.arange(len(layout) + 1))
     out = []
@@ -400,7 +411,8 @@ def _block_reports(layout: Layout, indices: np.ndarray, analytic: np.ndarray,
         out.append(BlockReport(
             name, tuple(shape), layout.sizes[b], int(s.stop - s.start),
             global_relative_error(analytic[s], numeric[s]), max_rel, n_failed,
-            verdict_of(n_failed, global_relative_error(analytic[s][sm], numeric[s][sm])),
+            verdict_of(n_failed, global_relative_error(analytic[s][sm], numeric[s][sm]),
+                       noise_floor),
             int(np.count_nonzero(kinds[s] == KINK)),
         ))
     return out

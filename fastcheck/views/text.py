@@ -56,6 +56,9 @@ def error_phrase(report: Report) -> str:
         return (f"relative error {rel:.2e} over {d.n_directions} random directions "
                 f"({ng_band(rel, report.passed)})")
     rel = report.smooth_relative_error
+    if report.noise_floor:  # a float32 cost: its own noise, not Ng's float64 bands
+        band = "float32: judged against the cost's measured noise, not Ng's float64 bands"
+        return f"relative error {rel:.2e} ({band})"
     if not report.n_kinks:
         return f"relative error {rel:.2e} ({ng_band(rel, report.passed)})"
     n_smooth = report.n_checked - report.n_kinks
