@@ -45,11 +45,11 @@ def _describe(value: Any) -> str:
 def _array(where: str, value: Any) -> np.ndarray:
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{where} must be a numpy array, got {_describe(value)}")
-    if value.dtype != np.float64:
+    if value.dtype not in (np.float64, np.float32):
         raise TypeError(
-            f"{where} has dtype {value.dtype}, but a gradient check needs float64 (in float32 "
-            f"the finite-difference roundoff alone is ~1e-3); convert the model's parameters "
-            f"with .astype(np.float64) before checking"
+            f"{where} has dtype {value.dtype}, but a gradient check needs float64 or float32 "
+            f"parameters (float32 ones are checked as fc.check checks them: in float64 where "
+            f"the model follows its parameters' dtype, else against its measured noise)"
         )
     return value
 
@@ -335,7 +335,8 @@ def bind_params(obj: Any, where: str | Sequence[str], cost: Callable[..., Any],
         for name, arr in zip(slot.names, slot.originals):
             if name in params:
                 raise ValueError(f"two bound parameters are named {name!r} (where={paths})")
-            params[name] = np.array(arr, dtype=np.float64, copy=True)
+            # float32 stays float32 so that fc.check applies its float32 rules (API.md)
+            params[name] = np.array(arr, copy=True)
     installer = _Installer(slots)
 
     if grad is True:

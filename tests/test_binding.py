@@ -355,11 +355,11 @@ class Frozen:
     (TwoLayerNet(), "reg", True, TypeError, r"TwoLayerNet.reg must be a float64 array"),
     (TwoLayerNet(), "params", None, TypeError, "grad must be True"),
     (Frozen(), "W", True, TypeError, r"cannot set Frozen.W"),
-    (types.SimpleNamespace(W=np.ones(2, np.float32)), "W", True, TypeError,
-     r"SimpleNamespace.W has dtype float32"),
+    (types.SimpleNamespace(W=np.ones(2, np.float16)), "W", True, TypeError,
+     r"SimpleNamespace.W has dtype float16"),
     (types.SimpleNamespace(p={"W": np.ones(2)}, q={"W": np.ones(2)}), ["p", "q"], True,
      ValueError, "two bound parameters are named 'W'"),
-], ids=["missing", "empty", "not-array", "grad-none", "read-only", "float32", "duplicate"])
+], ids=["missing", "empty", "not-array", "grad-none", "read-only", "float16", "duplicate"])
 def test_bad_bindings_say_what_is_wrong(obj, where, grad, exc, match):
     with pytest.raises(exc, match=match):
         bind_params(obj, where, lambda: 0.0, grad=grad)
@@ -380,3 +380,24 @@ def test_example_script_runs():
     assert proc.returncode == 0, proc.stderr
     assert "PASS" in proc.stdout and "failing blocks: b1" in proc.stdout
     assert "the model holds its own arrays: True" in proc.stdout
+
+
+def test_float32_parameters_on_an_object_are_checked_and_left_float32(data):
+    """API.md: float32 parameters are not refused; the object's arrays are never changed."""
+    class Model:
+        def __init__(self):
+            self.params = {"W": np.array([[1.0, -2.0], [0.5, 3.0]], dtype=np.float32)}
+
+        def loss(self, x):
+            W = self.params["W"]
+            return float(np.sum(np.tanh(W @ x))), {"W": np.outer(1 - np.tanh(W @ x) ** 2, x)}
+
+    model = Model()
+    original = model.params["W"]
+    before = original.copy()
+    b = bind_params(model, "params", model.loss, grad=True)
+    with pytest.warns(UserWarning, match="float64"):
+        report = fc.check(b.cost, b.grad, b.params, (np.array([0.3, -0.7]),))
+    assert report.passed
+    assert model.params["W"] is original and original.dtype == np.float32
+    assert np.array_equal(original, before)
