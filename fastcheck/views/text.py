@@ -201,8 +201,11 @@ def _method_text(report: Report, eps: str) -> str:
 
 
 def _run_lines(report: Report) -> list[str]:
-    eps = ("auto (cbrt(eps) * max(1, |theta_i|))" if report.eps == "auto"
-           else f"{report.eps:g}")
+    if report.eps == "auto":
+        eps = ("auto (cbrt(sigma/|J|) * max(1, |theta_i|), sigma the cost's measured noise)"
+               if report.noise_floor else "auto (cbrt(eps) * max(1, |theta_i|))")
+    else:
+        eps = f"{report.eps:g}"
     if report.mode == "directional":
         sampled = (f", directional check (random directions + group testing), "
                    f"seed {report.seed}")
