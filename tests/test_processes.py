@@ -180,6 +180,33 @@ def test_blas_at_one_thread_in_the_workers_only():
             fc.check(cost, lambda x: 2 * x, np.ones(6), backend="serial")
 
 
+def _threads_of_this_process() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not FORK or not Path("/proc/self/task").is_dir(),
+                    reason="forked workers and /proc only")
+def test_forked_workers_start_no_blas_threads(monkeypatch):
+    """A forked worker inherits BLAS at one thread and never calls
+    openblas_set_num_threads, which after a fork restarts OpenBLAS's thread pool (threads
+    that spin ~25 ms each, stealing the evaluations' CPU): one thread per worker."""
+
+    def cost(x):  # at the perturbed points (in the workers): this process has one thread
+        if np.any(x != 1.0) and _threads_of_this_process() != 1:
+            raise RuntimeError(f"{_threads_of_this_process()} threads in a worker")
+        return float(np.sum(x ** 2))
+
+    before = _blas_threads()
+    report = fc.check(cost, lambda x: 2 * x, np.ones(8), backend="processes", threads=2)
+    assert report.passed and _blas_threads() == before
+    if any(n != 1 for n in before):  # the detector fires when a worker limits BLAS itself
+        install = processes._install
+        monkeypatch.setattr(processes, "_install",
+                            lambda key, problem, limit_blas=True: install(key, problem))
+        with pytest.raises(fc.CostEvaluationError, match="threads in a worker"):
+            fc.check(cost, lambda x: 2 * x, np.ones(8), backend="processes", threads=2)
+
+
 # -- early stop and partial results ---------------------------------------------------------
 def test_early_stop_matches_serial(small):
     def wrong(params, *args):  # the regularisation of W2 is missing
