@@ -57,9 +57,9 @@ START_METHOD = "fork" if sys.platform.startswith("linux") else "loky"
 #: margin for a larger parent. Replaced by the last measurement afterwards.
 STARTUP_ESTIMATE = {"fork": 0.025, "loky": 0.5}
 #: Seconds a new worker loses on its first evaluations, in parallel with the others
-#: (fork: copy-on-write faults on the pages shared with the parent and cold caches, ~60 ms
+#: (fork: ~140 copy-on-write faults on pages shared with the parent, cold caches: ~4 ms
 #: of CPU per worker measured on the M network; docs/processes.md), for ``backend="auto"``.
-WARMUP_SECONDS = {"fork": 0.06, "loky": 0.0}
+WARMUP_SECONDS = {"fork": 0.005, "loky": 0.0}
 #: Seconds each ``evaluate`` call costs beyond the evaluations (one task per worker,
 #: pickling of the slices and results), for ``backend="auto"``.
 PER_CALL_OVERHEAD = 0.002
