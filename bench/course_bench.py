@@ -11,7 +11,7 @@ time, they do not depend on how busy the machine is.
 
 Run: ``PYTHONPATH=. python bench/course_bench.py [--sizes S,M,L] [--rounds 5]``;
 ``--warmup --sizes M`` measures instead what a forked worker's first slice costs, with
-BLAS at one thread inherited from the parent and limited by each worker (Linux).
+BLAS set to one thread as now and through threadpoolctl as before (Linux).
 """
 
 from __future__ import annotations
@@ -116,9 +116,10 @@ def worker_warmup(size: str, rounds: int) -> None:
 
     Every slice a worker evaluates is timed inside the worker: the CPU of the whole worker
     process (all its threads) and of its main thread, which runs the cost, and the threads
-    it has. Two ways to get BLAS at one thread in the workers, interleaved: inherited from
-    the parent (what the backend does) and each worker limiting it itself (what it did
-    before: ``openblas_set_num_threads`` in a forked child restarts OpenBLAS's thread pool).
+    it has. Two ways to get BLAS at one thread in the workers, interleaved: what the
+    backend does (``processes._one_blas_thread_after_fork``) and threadpoolctl's limit,
+    what it did before (``openblas_set_num_threads`` in a forked child restarts OpenBLAS's
+    thread pool).
     """
     import json
     import tempfile
@@ -138,9 +139,9 @@ def worker_warmup(size: str, rounds: int) -> None:
                                  len(os.listdir("/proc/self/task"))]) + "\n")
         return out
 
-    modes = {"inherited (now)": original_install,
-             "limited in each worker (before)":
-                 lambda key, prob, limit_blas=True: original_install(key, prob)}
+    modes = {"blas_cpu_number set (now)": original_install,
+             "threadpoolctl limit (before)":
+                 lambda key, prob, forked=False: original_install(key, prob)}
     rows: dict[str, list] = {m: [] for m in modes}
     processes.serial_values = timed_values
     try:

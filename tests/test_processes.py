@@ -187,13 +187,20 @@ def _threads_of_this_process() -> int:
 @pytest.mark.skipif(not FORK or not Path("/proc/self/task").is_dir(),
                     reason="forked workers and /proc only")
 def test_forked_workers_start_no_blas_threads(monkeypatch):
-    """A forked worker inherits BLAS at one thread and never calls
-    openblas_set_num_threads, which after a fork restarts OpenBLAS's thread pool (threads
-    that spin ~25 ms each, stealing the evaluations' CPU): one thread per worker."""
+    """A forked worker sets BLAS to one thread without openblas_set_num_threads, which
+    after a fork restarts OpenBLAS's thread pool (threads that spin ~25 ms each, stealing
+    the evaluations' CPU), and a product large enough for several BLAS threads then runs
+    on one: one thread per worker, before and after it."""
+    big = np.random.default_rng(0).standard_normal((300, 300))
 
     def cost(x):  # at the perturbed points (in the workers): this process has one thread
-        if np.any(x != 1.0) and _threads_of_this_process() != 1:
-            raise RuntimeError(f"{_threads_of_this_process()} threads in a worker")
+        if np.any(x != 1.0):
+            before = _threads_of_this_process()
+            product = big @ big  # multi-threaded BLAS would start its pool here
+            if before != 1 or _threads_of_this_process() != 1:
+                raise RuntimeError(f"{before}, then {_threads_of_this_process()} "
+                                   "threads in a worker")
+            return float(np.sum(x ** 2) + 0.0 * product[0, 0])
         return float(np.sum(x ** 2))
 
     before = _blas_threads()
@@ -202,7 +209,7 @@ def test_forked_workers_start_no_blas_threads(monkeypatch):
     if any(n != 1 for n in before):  # the detector fires when a worker limits BLAS itself
         install = processes._install
         monkeypatch.setattr(processes, "_install",
-                            lambda key, problem, limit_blas=True: install(key, problem))
+                            lambda key, problem, forked=False: install(key, problem))
         with pytest.raises(fc.CostEvaluationError, match="threads in a worker"):
             fc.check(cost, lambda x: 2 * x, np.ones(8), backend="processes", threads=2)
 

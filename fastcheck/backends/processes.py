@@ -22,7 +22,6 @@ In both cases, and on Ctrl-C, the other workers are terminated at once.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import multiprocessing as mp
 import os
@@ -40,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from .._blas import _blas_controller, single_threaded_blas
+from .._blas import _blas_controller
 from .._inputs import scalar_cost
 from ..errors import CostEvaluationError, FastcheckError
 from .base import Backend, complex_step_values, ensure_unmodified, serial_values
@@ -104,26 +103,57 @@ class _WorkerState:
     problem: Any
     x: np.ndarray
     call: Any
-    blas: Any  # the threadpoolctl limit to restore, None when inherited (fork)
+    blas: Any  # the threadpoolctl limit to restore; None in a forked worker
 
 
 _STATE: _WorkerState | None = None
 
 
-def _install(key: str, problem, limit_blas: bool = True) -> None:
+def _install(key: str, problem, forked: bool = False) -> None:
     """Make ``problem`` this worker's check (BLAS at one thread while it holds it).
 
-    ``limit_blas=False`` for a forked worker: it inherits BLAS at one thread from the
-    parent, and must not ask OpenBLAS for a thread count itself, since after a fork that
-    call restarts OpenBLAS's thread pool, whose threads then spin for ~25 ms each (~50 ms
-    of CPU per worker, stolen from the evaluations; docs/processes.md).
+    ``forked``: this worker was forked for this check and ends with it, so nothing is
+    restored, and BLAS is set to one thread without restarting OpenBLAS's thread pool
+    (``_one_blas_thread_after_fork``).
     """
     global _STATE
     if _STATE is not None and _STATE.blas is not None:
         _STATE.blas.restore_original_limits()
     x = problem.theta.copy()
-    blas = _blas_controller().limit(limits=1) if limit_blas else None
+    if forked:
+        _one_blas_thread_after_fork()
+        blas = None
+    else:
+        blas = _blas_controller().limit(limits=1)
     _STATE = _WorkerState(key, problem, x, problem.make_call(x), blas)
+
+
+def _one_blas_thread_after_fork() -> None:
+    """One BLAS thread in a forked worker, without starting threads.
+
+    ``openblas_set_num_threads`` (what threadpoolctl calls) first restarts OpenBLAS's
+    thread pool when a fork has shut it down, which it always has in a forked child: one
+    thread per core and per OpenBLAS library loaded (numpy's and scipy's are two), which
+    then spin ~25 ms each before sleeping. That was ~50 ms of CPU per worker per check,
+    taken from the evaluations on a 2-core machine, and cores - 1 threads per library in
+    each of the workers on a large one (``bench/course_bench.py --warmup``). For OpenBLAS
+    built with pthreads, the thread count used by every BLAS call is the library's
+    exported ``blas_cpu_number``, which that function sets last: set it directly. Any
+    other library, or an OpenBLAS without that symbol, goes through threadpoolctl.
+    """
+    import ctypes
+
+    for lib in _blas_controller().lib_controllers:
+        if lib.get_num_threads() in (None, 1):
+            continue
+        if lib.internal_api == "openblas" and \
+                getattr(lib, "threading_layer", None) == "pthreads":
+            try:
+                ctypes.c_int.in_dll(lib.dynlib, "blas_cpu_number").value = 1
+            except (AttributeError, ValueError):  # pragma: no cover - symbol not exported
+                pass
+        if lib.get_num_threads() != 1:  # pragma: no cover - not OpenBLAS with pthreads
+            lib.set_num_threads(1)
 
 
 def _init_forked(key: str, problem) -> None:
@@ -136,7 +166,7 @@ def _init_forked(key: str, problem) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
         except (OSError, AttributeError):  # pragma: no cover - no prctl
             pass
-    _install(key, problem, limit_blas=False)  # at one thread already: see _start_forked
+    _install(key, problem, forked=True)
 
 
 def _state_for(key: str, path: str | None) -> _WorkerState:
@@ -271,7 +301,6 @@ class ProcessesBackend(Backend):
         self._pool: Any = None
         self._path: str | None = None
         self._processes: list = []
-        self._parent_blas: contextlib.ExitStack | None = None
         self._t_start = 0.0
 
     # -- start and stop ---------------------------------------------------------------------
@@ -302,13 +331,6 @@ class ProcessesBackend(Backend):
                 "backend='processes' cannot start worker processes from a daemonic process "
                 "(a multiprocessing.Pool worker); use backend='serial' there")
         _blas_controller()  # found once here, inherited by the workers
-        # BLAS at one thread from here to the end of the check, in this process too: the
-        # forked workers inherit that setting and so never call openblas_set_num_threads,
-        # which in a forked child restarts OpenBLAS's thread pool (threads that spin ~25 ms
-        # each). Here the pool is running, so setting one thread starts nothing; this
-        # process only judges results meanwhile. The caller's setting is restored by _stop.
-        self._parent_blas = contextlib.ExitStack()
-        self._parent_blas.enter_context(single_threaded_blas())
         shipped = replace(self.problem, analytic=np.empty(0))
         self._pool = ProcessPoolExecutor(self.threads, mp_context=mp.get_context("fork"),
                                          initializer=_init_forked,
@@ -356,9 +378,6 @@ class ProcessesBackend(Backend):
                     pool.shutdown(wait=True, cancel_futures=True)
             elif self.method == "fork":
                 pool.shutdown(wait=True)
-        if self._parent_blas is not None:  # after the workers are gone
-            self._parent_blas.close()
-            self._parent_blas = None
         if self._path is not None:
             try:
                 os.unlink(self._path)
