@@ -214,6 +214,25 @@ def test_forked_workers_start_no_blas_threads(monkeypatch):
             fc.check(cost, lambda x: 2 * x, np.ones(8), backend="processes", threads=2)
 
 
+def test_finding_the_blas_libraries_is_not_counted_as_start_up(monkeypatch):
+    """The first check of a process imports scipy.linalg to find the BLAS libraries
+    (~0.15 s): auto must not take that for the workers' start-up (here made 1 s)."""
+    real, calls = processes._blas_controller, []
+
+    def slow_first_time():
+        if not calls:
+            time.sleep(1.0)
+        calls.append(1)
+        return real()
+
+    monkeypatch.setattr(processes, "_blas_controller", slow_first_time)
+    monkeypatch.setattr(processes, "_measured_startup", {})
+    fc.check(lambda x: float(np.sum(x ** 2)), lambda x: 2 * x, np.ones(8),
+             backend="processes", threads=2)
+    assert calls, "the BLAS libraries were not looked up"
+    assert processes._measured_startup[processes.START_METHOD] < 0.4  # per worker
+
+
 # -- early stop and partial results ---------------------------------------------------------
 def test_early_stop_matches_serial(small):
     def wrong(params, *args):  # the regularisation of W2 is missing
