@@ -9,7 +9,9 @@ and the multicore limit ``2 n t_fwd / cores``. A run during which other processe
 seconds of each method (this process and its workers) are printed too: unlike wall
 time, they do not depend on how busy the machine is.
 
-Run: ``PYTHONPATH=. python bench/course_bench.py [--sizes S,M,L] [--rounds 5]``
+Run: ``PYTHONPATH=. python bench/course_bench.py [--sizes S,M,L] [--rounds 5]``;
+``--warmup --sizes M`` measures instead what a forked worker's first slice costs, with
+BLAS set to one thread as now and through threadpoolctl as before (Linux).
 """
 
 from __future__ import annotations
@@ -109,11 +111,88 @@ def forward_seconds(problem: course.CourseProblem, target: float = 0.2) -> float
     return min(batches)
 
 
+def worker_warmup(size: str, rounds: int) -> None:
+    """Print what a forked worker's first slice costs beyond its evaluations.
+
+    Every slice a worker evaluates is timed inside the worker: the CPU of the whole worker
+    process (all its threads) and of its main thread, which runs the cost, and the threads
+    it has. Two ways to get BLAS at one thread in the workers, interleaved: what the
+    backend does (``processes._one_blas_thread_after_fork``) and threadpoolctl's limit,
+    what it did before (``openblas_set_num_threads`` in a forked child restarts OpenBLAS's
+    thread pool).
+    """
+    import json
+    import tempfile
+
+    from fastcheck.backends import processes
+
+    problem = course.make_course(size)
+    original_values, original_install = processes.serial_values, processes._install
+    log = tempfile.NamedTemporaryFile("r", suffix=".jsonl", delete=False)  # noqa: SIM115
+
+    def timed_values(*a, **k):  # runs in the worker: it is inherited by the fork
+        p0, t0 = time.process_time(), time.thread_time()
+        out = original_values(*a, **k)
+        p1, t1 = time.process_time(), time.thread_time()
+        with open(log.name, "a") as fh:
+            fh.write(json.dumps([os.getpid(), int(a[3].shape[0]), p1 - p0, t1 - t0,
+                                 len(os.listdir("/proc/self/task"))]) + "\n")
+        return out
+
+    modes = {"blas_cpu_number set (now)": original_install,
+             "threadpoolctl limit (before)":
+                 lambda key, prob, forked=False: original_install(key, prob)}
+    rows: dict[str, list] = {m: [] for m in modes}
+    processes.serial_values = timed_values
+    try:
+        for _ in range(rounds):
+            for mode, install in modes.items():
+                processes._install = install
+                open(log.name, "w").close()
+                t0 = time.perf_counter()
+                fc.check(course.cost, course.backward, problem.params, problem.args,
+                         seed=0, backend="processes")
+                wall = time.perf_counter() - t0
+                with open(log.name) as fh:
+                    slices = [json.loads(line) for line in fh]
+                first: dict[int, tuple] = {}
+                steady = []
+                for pid, n, proc, main, threads in slices:
+                    if pid in first:
+                        steady.append((proc, n))
+                    else:
+                        first[pid] = (n, proc, main, threads)
+                per_eval = sum(p for p, _ in steady) / max(1, 2 * sum(n for _, n in steady))
+                extra = [proc - 2 * n * per_eval for n, proc, _m, _t in first.values()]
+                others = [proc - main for _n, proc, main, _t in first.values()]
+                rows[mode].append((wall, statistics.median(extra),
+                                   statistics.median(others),
+                                   max(t for *_x, t in first.values()),
+                                   sum(p for _i, _n, p, _m, _t in slices)))
+    finally:
+        processes.serial_values, processes._install = original_values, original_install
+        os.unlink(log.name)
+    print(f"{size}: a forked worker's first slice, medians of {rounds} interleaved checks "
+          "(backend='processes', 2 workers)")
+    print("| BLAS at one thread in the workers | check | first slice: CPU beyond its "
+          "evaluations | of which in other threads | threads per worker | workers' CPU |")
+    print("|---|---|---|---|---|---|")
+    for mode, values in rows.items():
+        wall, extra, others, threads, cpu = (statistics.median(v) for v in zip(*values))
+        print(f"| {mode} | {wall:.3f} s | {extra * 1e3:.1f} ms | {max(others, 0.0) * 1e3:.1f} ms | "
+              f"{threads:.0f} | {cpu:.3f} s |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="S,M,L")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warmup", action="store_true",
+                        help="measure the forked workers' warm-up instead (first size)")
     opts = parser.parse_args()
+    if opts.warmup:
+        worker_warmup(opts.sizes.split(",")[0], opts.rounds)
+        return
     cores = default_workers()
     print(f"cores: {cores}, rounds: {opts.rounds} (interleaved), medians")
     print("| size | N | checked | t_fwd | limit 2n.t_fwd/cores | classic loop | serial | "

@@ -180,6 +180,59 @@ def test_blas_at_one_thread_in_the_workers_only():
             fc.check(cost, lambda x: 2 * x, np.ones(6), backend="serial")
 
 
+def _threads_of_this_process() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not FORK or not Path("/proc/self/task").is_dir(),
+                    reason="forked workers and /proc only")
+def test_forked_workers_start_no_blas_threads(monkeypatch):
+    """A forked worker sets BLAS to one thread without openblas_set_num_threads, which
+    after a fork restarts OpenBLAS's thread pool (threads that spin ~25 ms each, stealing
+    the evaluations' CPU), and a product large enough for several BLAS threads then runs
+    on one: one thread per worker, before and after it."""
+    big = np.random.default_rng(0).standard_normal((300, 300))
+
+    def cost(x):  # at the perturbed points (in the workers): this process has one thread
+        if np.any(x != 1.0):
+            before = _threads_of_this_process()
+            product = big @ big  # multi-threaded BLAS would start its pool here
+            if before != 1 or _threads_of_this_process() != 1:
+                raise RuntimeError(f"{before}, then {_threads_of_this_process()} "
+                                   "threads in a worker")
+            return float(np.sum(x ** 2) + 0.0 * product[0, 0])
+        return float(np.sum(x ** 2))
+
+    before = _blas_threads()
+    report = fc.check(cost, lambda x: 2 * x, np.ones(8), backend="processes", threads=2)
+    assert report.passed and _blas_threads() == before
+    if any(n != 1 for n in before):  # the detector fires when a worker limits BLAS itself
+        install = processes._install
+        monkeypatch.setattr(processes, "_install",
+                            lambda key, problem, forked=False: install(key, problem))
+        with pytest.raises(fc.CostEvaluationError, match="threads in a worker"):
+            fc.check(cost, lambda x: 2 * x, np.ones(8), backend="processes", threads=2)
+
+
+def test_finding_the_blas_libraries_is_not_counted_as_start_up(monkeypatch):
+    """The first check of a process imports scipy.linalg to find the BLAS libraries
+    (~0.15 s): auto must not take that for the workers' start-up (here made 1 s)."""
+    real, calls = processes._blas_controller, []
+
+    def slow_first_time():
+        if not calls:
+            time.sleep(1.0)
+        calls.append(1)
+        return real()
+
+    monkeypatch.setattr(processes, "_blas_controller", slow_first_time)
+    monkeypatch.setattr(processes, "_measured_startup", {})
+    fc.check(lambda x: float(np.sum(x ** 2)), lambda x: 2 * x, np.ones(8),
+             backend="processes", threads=2)
+    assert calls, "the BLAS libraries were not looked up"
+    assert processes._measured_startup[processes.START_METHOD] < 0.4  # per worker
+
+
 # -- early stop and partial results ---------------------------------------------------------
 def test_early_stop_matches_serial(small):
     def wrong(params, *args):  # the regularisation of W2 is missing

@@ -56,9 +56,9 @@ START_METHOD = "fork" if sys.platform.startswith("linux") else "loky"
 #: margin for a larger parent. Replaced by the last measurement afterwards.
 STARTUP_ESTIMATE = {"fork": 0.025, "loky": 0.5}
 #: Seconds a new worker loses on its first evaluations, in parallel with the others
-#: (fork: copy-on-write faults on the pages shared with the parent and cold caches, ~60 ms
+#: (fork: ~140 copy-on-write faults on pages shared with the parent, cold caches: ~4 ms
 #: of CPU per worker measured on the M network; docs/processes.md), for ``backend="auto"``.
-WARMUP_SECONDS = {"fork": 0.06, "loky": 0.0}
+WARMUP_SECONDS = {"fork": 0.005, "loky": 0.0}
 #: Seconds each ``evaluate`` call costs beyond the evaluations (one task per worker,
 #: pickling of the slices and results), for ``backend="auto"``.
 PER_CALL_OVERHEAD = 0.002
@@ -103,20 +103,57 @@ class _WorkerState:
     problem: Any
     x: np.ndarray
     call: Any
-    blas: Any
+    blas: Any  # the threadpoolctl limit to restore; None in a forked worker
 
 
 _STATE: _WorkerState | None = None
 
 
-def _install(key: str, problem) -> None:
-    """Make ``problem`` this worker's check (BLAS at one thread while it holds it)."""
+def _install(key: str, problem, forked: bool = False) -> None:
+    """Make ``problem`` this worker's check (BLAS at one thread while it holds it).
+
+    ``forked``: this worker was forked for this check and ends with it, so nothing is
+    restored, and BLAS is set to one thread without restarting OpenBLAS's thread pool
+    (``_one_blas_thread_after_fork``).
+    """
     global _STATE
-    if _STATE is not None:
+    if _STATE is not None and _STATE.blas is not None:
         _STATE.blas.restore_original_limits()
     x = problem.theta.copy()
-    _STATE = _WorkerState(key, problem, x, problem.make_call(x),
-                          _blas_controller().limit(limits=1))
+    if forked:
+        _one_blas_thread_after_fork()
+        blas = None
+    else:
+        blas = _blas_controller().limit(limits=1)
+    _STATE = _WorkerState(key, problem, x, problem.make_call(x), blas)
+
+
+def _one_blas_thread_after_fork() -> None:
+    """One BLAS thread in a forked worker, without starting threads.
+
+    ``openblas_set_num_threads`` (what threadpoolctl calls) first restarts OpenBLAS's
+    thread pool when a fork has shut it down, which it always has in a forked child: one
+    thread per core and per OpenBLAS library loaded (numpy's and scipy's are two), which
+    then spin ~25 ms each before sleeping. That was ~50 ms of CPU per worker per check,
+    taken from the evaluations on a 2-core machine, and cores - 1 threads per library in
+    each of the workers on a large one (``bench/course_bench.py --warmup``). For OpenBLAS
+    built with pthreads, the thread count used by every BLAS call is the library's
+    exported ``blas_cpu_number``, which that function sets last: set it directly. Any
+    other library, or an OpenBLAS without that symbol, goes through threadpoolctl.
+    """
+    import ctypes
+
+    for lib in _blas_controller().lib_controllers:
+        if lib.get_num_threads() in (None, 1):
+            continue
+        if lib.internal_api == "openblas" and \
+                getattr(lib, "threading_layer", None) == "pthreads":
+            try:
+                ctypes.c_int.in_dll(lib.dynlib, "blas_cpu_number").value = 1
+            except (AttributeError, ValueError):  # pragma: no cover - symbol not exported
+                pass
+        if lib.get_num_threads() != 1:  # pragma: no cover - not OpenBLAS with pthreads
+            lib.set_num_threads(1)
 
 
 def _init_forked(key: str, problem) -> None:
@@ -129,7 +166,7 @@ def _init_forked(key: str, problem) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
         except (OSError, AttributeError):  # pragma: no cover - no prctl
             pass
-    _install(key, problem)
+    _install(key, problem, forked=True)
 
 
 def _state_for(key: str, path: str | None) -> _WorkerState:
@@ -268,6 +305,10 @@ class ProcessesBackend(Backend):
 
     # -- start and stop ---------------------------------------------------------------------
     def __enter__(self) -> ProcessesBackend:
+        # Found before the clock starts: the first time, finding the BLAS libraries
+        # imports scipy.linalg (~0.15 s, once per process), which is not the workers'
+        # start-up and, counted as such, made auto's next estimate ~10x too large.
+        _blas_controller()
         self._t_start = time.perf_counter()
         try:
             if self.method == "fork":
@@ -293,7 +334,7 @@ class ProcessesBackend(Backend):
             raise FastcheckError(
                 "backend='processes' cannot start worker processes from a daemonic process "
                 "(a multiprocessing.Pool worker); use backend='serial' there")
-        _blas_controller()  # found once here, inherited by the workers
+        _blas_controller()  # found before the fork (in __enter__), inherited by the workers
         shipped = replace(self.problem, analytic=np.empty(0))
         self._pool = ProcessPoolExecutor(self.threads, mp_context=mp.get_context("fork"),
                                          initializer=_init_forked,
