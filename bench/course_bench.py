@@ -117,17 +117,17 @@ def worker_warmup(size: str, rounds: int) -> None:
     Every slice a worker evaluates is timed inside the worker: the CPU of the whole worker
     process (all its threads) and of its main thread, which runs the cost, and the threads
     it has. Two ways to get BLAS at one thread in the workers, interleaved: what the
-    backend does (``processes._one_blas_thread_after_fork``) and threadpoolctl's limit,
+    backend does (``process_worker._one_blas_thread_after_fork``) and threadpoolctl's limit,
     what it did before (``openblas_set_num_threads`` in a forked child restarts OpenBLAS's
     thread pool).
     """
     import json
     import tempfile
 
-    from fastcheck.backends import processes
+    from fastcheck.backends import process_worker
 
     problem = course.make_course(size)
-    original_values, original_install = processes.serial_values, processes._install
+    original_values, original_install = process_worker.serial_values, process_worker._install
     log = tempfile.NamedTemporaryFile("r", suffix=".jsonl", delete=False)  # noqa: SIM115
 
     def timed_values(*a, **k):  # runs in the worker: it is inherited by the fork
@@ -143,11 +143,11 @@ def worker_warmup(size: str, rounds: int) -> None:
              "threadpoolctl limit (before)":
                  lambda key, prob, forked=False: original_install(key, prob)}
     rows: dict[str, list] = {m: [] for m in modes}
-    processes.serial_values = timed_values
+    process_worker.serial_values = timed_values
     try:
         for _ in range(rounds):
             for mode, install in modes.items():
-                processes._install = install
+                process_worker._install = install
                 open(log.name, "w").close()
                 t0 = time.perf_counter()
                 fc.check(course.cost, course.backward, problem.params, problem.args,
@@ -170,7 +170,7 @@ def worker_warmup(size: str, rounds: int) -> None:
                                    max(t for *_x, t in first.values()),
                                    sum(p for _i, _n, p, _m, _t in slices)))
     finally:
-        processes.serial_values, processes._install = original_values, original_install
+        process_worker.serial_values, process_worker._install = original_values, original_install
         os.unlink(log.name)
     print(f"{size}: a forked worker's first slice, medians of {rounds} interleaved checks "
           "(backend='processes', 2 workers)")

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 import fastcheck as fc
-from fastcheck.backends import choose_backend, processes
+from fastcheck.backends import choose_backend, process_worker, processes
 from fastcheck.binding import bind_params
 from fastcheck.models import course
 
@@ -207,8 +207,8 @@ def test_forked_workers_start_no_blas_threads(monkeypatch):
     report = fc.check(cost, lambda x: 2 * x, np.ones(8), backend="processes", threads=2)
     assert report.passed and _blas_threads() == before
     if any(n != 1 for n in before):  # the detector fires when a worker limits BLAS itself
-        install = processes._install
-        monkeypatch.setattr(processes, "_install",
+        install = process_worker._install
+        monkeypatch.setattr(process_worker, "_install",
                             lambda key, problem, forked=False: install(key, problem))
         with pytest.raises(fc.CostEvaluationError, match="threads in a worker"):
             fc.check(cost, lambda x: 2 * x, np.ones(8), backend="processes", threads=2)
