@@ -27,37 +27,13 @@ import fastcheck as fc
 from fastcheck import _plan
 from fastcheck._blas import single_threaded_blas
 from fastcheck.backends.processes import default_workers
+from fastcheck.cli.bench import OtherLoad  # cores other processes used meanwhile
 from fastcheck.models import course
 
 #: Other processes must use less than this many cores while a run is timed, or the run
 #: is repeated (up to ``RETRIES`` times; medians of the noisy runs when none was quiet).
 QUIET_CORES = 0.25
 RETRIES = 3
-
-
-class OtherLoad:
-    """Cores that *other* processes kept busy while a block ran (Linux; else None):
-    all busy time from /proc/stat minus this process's and its reaped workers' CPU time."""
-
-    def __enter__(self) -> OtherLoad:
-        self.cores = None
-        self._start = (_busy(), _own(), time.perf_counter())
-        return self
-
-    def __exit__(self, *exc) -> None:
-        busy, own, wall = _busy(), _own(), time.perf_counter()
-        if busy is not None and self._start[0] is not None:
-            others = (busy - self._start[0]) - (own - self._start[1])
-            self.cores = max(0.0, others / max(wall - self._start[2], 1e-9))
-
-
-def _busy() -> float | None:
-    try:
-        with open("/proc/stat") as fh:
-            fields = [int(v) for v in fh.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def _own() -> float:

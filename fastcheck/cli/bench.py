@@ -217,10 +217,11 @@ def _seconds(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-class _OtherLoad:
+class OtherLoad:
     """CPU time that *other* processes used while a block ran, in cores (Linux only).
 
-    From /proc/stat (all busy time) minus this process's own CPU time; None elsewhere.
+    From /proc/stat (all busy time) minus this process's own CPU time and that of its
+    reaped children (worker processes count once a pool has shut down); None elsewhere.
     A round of a benchmark on a shared machine is only trusted when this stays small.
     """
 
@@ -248,7 +249,7 @@ class _OtherLoad:
 
 def _own_cpu() -> float:
     t = os.times()
-    return t.user + t.system
+    return t.user + t.system + t.children_user + t.children_system
 
 
 _CLOCK_TICKS = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
@@ -333,7 +334,7 @@ def run_bench(size: str = "M", *, sample: int | None | str = "default", rounds: 
         if len(quiet["numba_all"]) >= wanted:
             break
         row = {}
-        with _OtherLoad() as load:
+        with OtherLoad() as load:
             row["t_forward"] = forward_seconds(model.cost, model.theta, model.args)
             row["numba_all"] = _seconds(lambda: check(nthreads))
             row["numba_one"] = _seconds(lambda: check(1))
