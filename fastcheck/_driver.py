@@ -109,6 +109,18 @@ def _judge_chunk(runner, problem, t: Targets, pos: np.ndarray, rtol: float, meth
     return numeric, kinds, off_hull
 
 
+def off_hull_note(problem, off_hull: list[int]) -> list[str]:
+    """Say how to settle failures on a kink that an array ``grad`` could not confirm."""
+    if not off_hull or problem.has_grad_function:
+        return []
+    label = problem.layout.label(int(off_hull[0]))
+    return [f"{len(off_hull):,} failing component(s) (e.g. {label}) sit on a ReLU/max kink "
+            "with an analytic value outside the one-sided slopes there. A wrong value fails "
+            "on a kink like anywhere, but when one parameter moves several kinks at once "
+            "backprop's subgradient can also lie outside them: pass grad as a function "
+            "rather than arrays, and fastcheck confirms the gradient just off the kink"]
+
+
 def confirm_off_kink(runner, problem, indices: np.ndarray, theta_at: np.ndarray,
                      outcome: _verdict.Reexamination, rtol: float) -> None:
     """Turn ``off_hull`` failures into kinks when the gradient is right on both sides.

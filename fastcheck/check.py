@@ -261,7 +261,7 @@ def check(
                 quick = _one_launch(runner, problem, plan, stop is None and not progress)
                 state = _driver.run(runner, problem, targets, rtol, order, stop, bar.advance,
                                     method=used, small_first=not quick)
-                notes.extend(runner.events())
+                notes += runner.events() + _driver.off_hull_note(problem, state.off_hull)
         finally:
             bar.close()
         return state, runner, used, notes

@@ -27,6 +27,8 @@ def test_abs_at_zero_with_a_value_outside_the_slopes_fails(wrong, as_function):
     assert not report.passed
     assert list(report.failed) == [0]
     assert report.kinds[0] == "fail"
+    # an array grad is told how the kink could be confirmed; a function was already tried
+    assert any("pass grad as a function" in n for n in report.notes) == (not as_function)
 
 
 @pytest.mark.parametrize("value", [-1.0, -0.5, 0.0, 0.7, 1.0])
@@ -167,6 +169,9 @@ def test_interacting_kinks_need_the_confirmation():
         if not by_value.passed:
             found += 1
             assert set(by_value.failing_blocks()) == {"W1"}
+            # ... and the report says how to settle it: pass grad as a function
+            assert any("pass grad as a function" in n for n in by_value.notes)
+            assert "pass grad as a function" in by_value.summary()
             # the confirmation made gradient calls and they were counted
             assert by_function.evaluations > by_value.evaluations
     assert found >= 1
