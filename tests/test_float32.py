@@ -285,10 +285,12 @@ def test_taylor_test_floor_uses_the_measured_noise(seed):
     f32 = np.float32
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
+        # seeded directions: along some random directions (about 1 in 45 here) the noise
+        # of a float32 cost leaves only two steps to fit, and the rate is then rougher
         good = fc.taylor_test(lambda q: float(loss(q, x, y, f32)),
-                              lambda q: grads(q, x, y, f32), p)
+                              lambda q: grads(q, x, y, f32), p, seed=seed)
         bad = fc.taylor_test(lambda q: float(loss(q, x, y, f32)),
-                             lambda q: grads(q, x, y, f32, bug="x2"), p)
+                             lambda q: grads(q, x, y, f32, bug="x2"), p, seed=seed)
     assert good.passed and abs(good.rate - 2) < 0.2
     assert not bad.passed and abs(bad.rate - 1) < 0.2
 
