@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import cast
 
 import numpy as np
 
@@ -50,8 +50,8 @@ def resolve_sample_size(sample, n_params: int, n_blocks: int) -> int | None:
 
 def resolve_seed(seed) -> int:
     """The seed actually used: ``seed`` itself, or a fresh one when None."""
-    if seed is None:
-        return int(cast(int, np.random.SeedSequence().entropy) % (2**63))
+    if seed is None:  # 63 bits of OS entropy (numpy's SeedSequence() took ~15 us)
+        return int.from_bytes(os.urandom(8), "little") >> 1
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise TypeError(f"seed must be None or a non-negative int, got {seed!r}")
     return int(seed)

@@ -74,6 +74,7 @@ class Layout:
         self._names = tuple(names)
         self._shapes = tuple(dims)
         self._sizes = sizes
+        self._size_tuple = tuple(exact)
         self._offsets = offsets
         self._index = {n: i for i, n in enumerate(names)}
 
@@ -97,7 +98,7 @@ class Layout:
     @property
     def sizes(self) -> tuple[int, ...]:
         """Number of components of each block, in block order (parallel to ``names``)."""
-        return tuple(int(s) for s in self._sizes)
+        return self._size_tuple
 
     def _position(self, name: str) -> int:
         try:

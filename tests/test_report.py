@@ -190,3 +190,56 @@ def test_the_json_cleaner():
     d = json.loads(json.dumps(report.to_dict(), allow_nan=False))
     assert d["analytic"][1] is None and d["kinds"][1] == NONFINITE
     assert d["layout"] == {"w": [4], "b": [2]} and d["blocks"][0]["shape"] == [4]
+
+
+def _block_figures_one_by_one(layout, indices, analytic, numeric, kinds):
+    """Every per-block figure of a Report, computed block by block from its definition."""
+    out = []
+    for name in layout.names:
+        lo, hi = layout.offset_of(name), layout.offset_of(name) + layout.size_of(name)
+        mine = (indices >= lo) & (indices < hi)
+        a, n, k = analytic[mine], numeric[mine], kinds[mine]
+        smooth = k != KINK
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = np.abs(a - n) / (np.abs(a) + np.abs(n))
+        rel = np.where((a == 0) & (n == 0), 0.0, rel)
+        if rel.size == 0:
+            max_rel = 0.0
+        elif np.all(np.isnan(rel)):
+            max_rel = math.nan
+        else:
+            max_rel = float(np.nanmax(rel))
+        n_failed = int(np.count_nonzero((k == FAIL) | (k == NONFINITE)))
+        out.append((int(mine.sum()), n_failed, int(np.count_nonzero(~smooth)), max_rel,
+                    fc.report.global_relative_error(a, n),
+                    fc.report.global_relative_error(a[smooth], n[smooth])))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_block_figures_equal_their_block_by_block_definition(seed):
+    """The vectorised block reports (one pass over all blocks) agree with the definition,
+    with empty blocks, NaN and inf values, kinks and failures mixed in."""
+    rng = np.random.default_rng(seed)
+    layout = fc.Layout({"W1": (4, 3), "b1": (4,), "W2": (2, 4), "b2": (2,), "c": (5,)})
+    indices = np.sort(rng.choice(layout.size, size=int(rng.integers(1, layout.size)),
+                                 replace=False)).astype(np.int64)
+    n = indices.shape[0]
+    analytic = rng.normal(size=n) * 10.0 ** rng.integers(-8, 8, size=n)
+    numeric = analytic * (1 + rng.normal(size=n) * 10.0 ** rng.integers(-12, 0, size=n))
+    numeric[rng.random(n) < 0.1] = np.nan
+    numeric[rng.random(n) < 0.05] = np.inf
+    analytic[rng.random(n) < 0.1] = 0.0
+    kinds = rng.choice([OK, KINK, FAIL], size=n, p=[0.6, 0.2, 0.2]).astype("<U9")
+    kinds[~np.isfinite(numeric)] = NONFINITE
+    run = Run(seed=seed, eps="auto", rtol=1e-5, backend="serial", threads=1, seconds=0.0,
+              compile_seconds=0.0, evaluations=2 * n, sampled=True)
+    report = Report.from_components(layout, indices, analytic, numeric, kinds,
+                                    np.full(n, 1e-6), np.zeros(n), run)
+    expected = _block_figures_one_by_one(layout, indices, analytic, numeric, kinds)
+    for block, (count, n_failed, n_kinks, max_rel, rel, rel_smooth) in zip(report.blocks,
+                                                                           expected):
+        assert (block.n_checked, block.n_failed, block.n_kinks) == (count, n_failed, n_kinks)
+        np.testing.assert_allclose(block.max_rel_error, max_rel, rtol=1e-12, equal_nan=True)
+        np.testing.assert_allclose(block.relative_error, rel, rtol=1e-12, equal_nan=True)
+        assert block.verdict == fc.report.verdict_of(n_failed, rel_smooth)

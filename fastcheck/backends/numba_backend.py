@@ -95,7 +95,8 @@ class NumbaBackend(Backend):
     def __enter__(self) -> NumbaBackend:
         self._saved_threads = numba.get_num_threads()
         try:
-            numba.set_num_threads(self.threads)
+            if self._saved_threads != self.threads:
+                numba.set_num_threads(self.threads)
             self._blas.__enter__()
         except BaseException:
             numba.set_num_threads(self._saved_threads)
@@ -118,7 +119,8 @@ class NumbaBackend(Backend):
             try:
                 self._blas.__exit__(None, None, None)
             finally:
-                numba.set_num_threads(self._saved_threads)
+                if numba.get_num_threads() != self._saved_threads:
+                    numba.set_num_threads(self._saved_threads)
 
     def n_chunks(self, n: int) -> int:
         """Kernel chunks for ``n`` components: a few per running thread, none tiny, never
