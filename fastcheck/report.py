@@ -114,13 +114,8 @@ def global_relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
 
 def _block_relative_errors(bounds: np.ndarray, analytic: np.ndarray, numeric: np.ndarray,
                            smooth: np.ndarray) -> np.ndarray:
-    """``global_relative_error`` of every block at once, with the same conventions: 0 when
-    both norms are 0, inf when not finite. Block ``b`` is ``[bounds[b], bounds[b + 1])`` of
-    the component arrays (ascending flat indices).
-
-    Returns shape ``(2, n_blocks)``: over all components, and over the ``smooth`` ones
-    only.
-    """
+    """``global_relative_error`` of every block (``[bounds[b], bounds[b + 1])`` of the
+    arrays), over all components and over the ``smooth`` ones: shape ``(2, n_blocks)``."""
     n_blocks = bounds.shape[0] - 1
     checked = bounds[1:] > bounds[:-1]
     sums = np.zeros((6, n_blocks))
@@ -429,11 +424,8 @@ def _block_reports(layout: Layout, indices: np.ndarray, analytic: np.ndarray,
                    numeric: np.ndarray, rel: np.ndarray, smooth: np.ndarray,
                    failing: np.ndarray,
                    noise_floor: bool = False) -> list[BlockReport]:
-    """One BlockReport per block (components grouped by their ascending flat index).
-
-    Every per-block figure is computed for all blocks at once (a check of a small network
-    is a few milliseconds, and a loop of numpy calls per block was a tenth of it).
-    """
+    """One BlockReport per block (components grouped by their ascending flat index),
+    every figure computed for all blocks at once (a loop per block was slow)."""
     n_blocks = len(layout)
     block = layout.block_of(indices)
     bounds = np.searchsorted(indices, layout.bounds)
