@@ -45,6 +45,42 @@ def test_python_cost_on_serial_and_threads_agree_with_numba(mlp_s):
         np.testing.assert_allclose(rep.numeric, base, rtol=1e-6, atol=1e-9, err_msg=name)
 
 
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
+def test_a_short_launch_on_a_busy_machine_runs_on_one_thread(mlp_s, monkeypatch):
+    """All threads of a launch wait for the slowest; when other processes hold the cores, a
+    short check runs on one thread and says why. Same numbers; threads= is obeyed."""
+    from fastcheck.backends import numba_backend
+
+    before = numba.get_num_threads()
+    monkeypatch.setattr(numba_backend, "others_running", lambda: 0)
+    quiet = _check(mlp_s, backend="numba")
+    assert quiet.threads == min(2, numba.config.NUMBA_NUM_THREADS) and not any(
+        "other thread(s)" in n for n in quiet.notes)
+    monkeypatch.setattr(numba_backend, "others_running", lambda: 64)
+    busy = _check(mlp_s, backend="numba")
+    assert busy.threads == 1 and busy.passed
+    assert any("ran on 1 thread instead of" in n and "64 other thread(s)" in n
+               for n in busy.notes), busy.notes
+    assert busy.numeric.tobytes() == quiet.numeric.tobytes()
+    assert numba.get_num_threads() == before
+    asked = _check(mlp_s, backend="numba", threads=2)  # the user's choice stands
+    assert asked.threads == min(2, numba.config.NUMBA_NUM_THREADS)
+
+
+def test_a_long_launch_keeps_every_thread_on_a_busy_machine(mlp_m, monkeypatch):
+    from fastcheck.backends import numba_backend
+
+    monkeypatch.setattr(numba_backend, "others_running", lambda: 64)
+    monkeypatch.setattr(numba_backend, "CONTENDED_LAUNCH_SECONDS", 1e-9)
+    assert _check(mlp_m, backend="numba").threads == min(2, numba.config.NUMBA_NUM_THREADS)
+
+
+def test_others_running_reads_the_machine():
+    from fastcheck.backends.numba_backend import others_running
+
+    assert isinstance(others_running(), int) and others_running() >= 0
+
+
 def test_numba_thread_count_restored(mlp_s):
     before = numba.get_num_threads()
     _check(mlp_s, backend="numba", threads=1)

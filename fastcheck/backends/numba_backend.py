@@ -14,6 +14,7 @@ check (and the next process, through the disk cache) starts with the kernel.
 
 from __future__ import annotations
 
+import os
 import time
 
 import numba
@@ -36,6 +37,23 @@ MIN_CHUNK = 16
 #: While the kernel compiles, components are evaluated serially in slices of about this
 #: many seconds, looking between slices whether the kernel is ready.
 SERIAL_SLICE_SECONDS = 0.02
+
+#: A kernel launch expected to take less than this (cost time x evaluations / threads) runs
+#: on one thread when other threads are running on the machine: all threads of a launch
+#: wait for the slowest, and one that loses its core to another process for a time slice
+#: (milliseconds) made a 1.3 ms check of the S network take 7 ms, against 3 ms on one thread.
+CONTENDED_LAUNCH_SECONDS = 0.005
+
+
+def others_running() -> int:
+    """Threads runnable on this machine now besides the calling one (Linux: the running
+    count of ``/proc/loadavg``; 0 where it cannot be read)."""
+    try:
+        with open("/proc/loadavg", "rb") as f:
+            return max(0, int(f.read().split()[3].split(b"/")[0]) - 1)
+    except (OSError, ValueError, IndexError):
+        return 0
+
 
 def max_threads() -> int:
     """The most threads numba can run (``NUMBA_NUM_THREADS``)."""
@@ -82,6 +100,8 @@ class NumbaBackend(Backend):
         self.problem = problem
         self.requested_threads = int(threads) if threads else max_threads()
         self.threads = min(self.requested_threads, max_threads())
+        self._may_yield_cores = not threads  # threads= given: use exactly that many
+        self._events: list[str] = []
         self.compile_seconds = 0.0
         self.evaluations = 0
         self._cost = jitted_cost(problem.cost)
@@ -137,8 +157,31 @@ class NumbaBackend(Backend):
 
     def _kernel(self, indices, x_plus, x_minus):
         kernel = self._cached if self._cached is not None else central_values
+        self._yield_cores_if_contended(indices.shape[0])
         with numba.parallel_chunksize(1):  # hand out chunks dynamically
             return kernel(*self._kernel_args(indices, x_plus, x_minus))
+
+    def _yield_cores_if_contended(self, n: int) -> None:
+        """Run a short launch on one thread when other processes hold the other cores (see
+        CONTENDED_LAUNCH_SECONDS); the numbers do not depend on the thread count."""
+        if not self._may_yield_cores or self.threads == 1:
+            return
+        seconds = 2 * n * self.problem.cost_seconds / self.threads
+        if not seconds < CONTENDED_LAUNCH_SECONDS:
+            return
+        busy = others_running()
+        cores = os.cpu_count() or 1
+        if busy + self.threads > cores:
+            self._events.append(
+                f"ran on 1 thread instead of {self.threads}: {busy} other thread(s) were "
+                f"running on this machine's {cores} cores, and a launch of ~{seconds * 1e3:.1f}"
+                f" ms waits for its slowest thread")
+            self.threads = 1
+            numba.set_num_threads(1)
+
+    def events(self) -> list[str]:
+        """Why the check ran on fewer threads than it could (a busy machine), if it did."""
+        return list(self._events)
 
     def _compile(self) -> None:
         """Compile the cost here, and start the kernel's compile in the background.
