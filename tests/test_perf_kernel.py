@@ -198,6 +198,9 @@ import json, sys
 import numpy as np
 import fastcheck as fc
 from fastcheck import _kernel_cache
+started = []
+_start = _kernel_cache.KernelCompile.start
+_kernel_cache.KernelCompile.start = lambda self: started.append(1) or _start(self)
 sys.path.insert(0, sys.argv[1])
 mod = __import__(sys.argv[2])
 theta = np.linspace(-1.0, 1.0, 7)
@@ -205,7 +208,7 @@ grad = 2.0 * float(sys.argv[3]) * theta
 rep = fc.check(mod.cost, grad, theta, (1.0,), backend="numba", threads=2)
 k = _kernel_cache.cached_kernel(mod.cost)
 print(json.dumps({"passed": rep.passed, "numeric": rep.numeric.tolist(),
-                  "hits": sum(k.stats.cache_hits.values())}))
+                  "hits": sum(k.stats.cache_hits.values()), "threads_started": len(started)}))
 """
 
 
@@ -223,12 +226,16 @@ def test_stale_kernel_protection_across_processes(user_module, cache_dir):
     user_module()
     first = child("1.0")
     assert first["passed"] and first["hits"] == 0
+    assert first["threads_started"] == 1  # compiled on a thread while the check ran
     user_module(factor="2.0")
     second = child("2.0")  # the gradient of the new cost: passes only with the new kernel
     assert second["passed"] and second["hits"] == 0
     np.testing.assert_allclose(second["numeric"], 2 * np.asarray(first["numeric"]), rtol=1e-9)
     third = child("2.0")
     assert third["passed"] and third["hits"] >= 1  # loaded from disk, not compiled
+    # ... on the calling thread: a thread waiting for the GIL after each LLVM call took
+    # several times longer
+    assert third["threads_started"] == 0
 
 
 # -- the kernel compiles in the background while the first components run serially ----
