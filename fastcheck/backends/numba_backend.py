@@ -171,7 +171,7 @@ class NumbaBackend(Backend):
         if not seconds < CONTENDED_LAUNCH_SECONDS:
             return
         busy = others_running()
-        cores = os.cpu_count() or 1
+        cores = os.cpu_count() or self.threads
         if busy + self.threads > cores:
             self._events.append(
                 f"ran on 1 thread instead of {self.threads}: {busy} other thread(s) were "
