@@ -28,11 +28,16 @@ limit, to about 1e-2 of ``|g . d|``; and along a random direction the contributi
 ``g_B . d_B`` of one block B of the gradient can, by chance, be far smaller than the
 block's gradient, so that even a factor-2 error in B stays below the limit (seen along 1 of
 180 directions on float32 MLPs). So the test counts a block as *resolved* along d only when
-``|g_B . d_B| >= RESOLVE_FACTOR * limit``; when a block is not, but its gradient is large
-enough for a random direction to resolve it, further random directions are drawn (up to
-``MAX_DIRECTIONS``; every one must pass). Blocks still unresolved are named in
-``TaylorResult.unresolved``, in the note, in a warning and in the summary, which then does
+``|g_B . d_B| >= RESOLVE_FACTOR * limit``. Further random directions are drawn (up to
+``MAX_DIRECTIONS``; every one must pass) while a block is unresolved whose gradient is
+large enough for a random direction to resolve it, or while an error of ``MISS_ERROR`` of
+the gradient would have passed every direction so far with a probability above
+``MISS_TARGET`` (``TaylorResult.miss_probability``; a float32 cost usually needs two
+directions). Blocks still unresolved, or a miss probability still too high, make the
+result inconclusive: said in the note, in a warning and in the summary, which then does
 not read as a clean pass and points to ``fc.check`` (it compares component by component).
+For a noisy cost one ambiguous failure (a rate neither about 1 nor about 2, or a fit of at
+most ``MIN_POINTS`` steps) must be confirmed by a second direction (see ``_verdict``).
 """
 
 from __future__ import annotations
@@ -105,7 +110,10 @@ class TaylorResult:
         Fitted slope of log r against log h (about 2 when the gradient is right, 1 when
         it is wrong); NaN when fewer than two steps are above the roundoff floor.
     passed : bool
-        ``rate >= PASS_RATE``, or every remainder at the roundoff floor (see ``note``).
+        Along every direction tried, ``rate >= PASS_RATE`` or every remainder at the
+        roundoff floor (see ``note``); for a noisy cost, one ambiguous failure that a
+        second random direction does not confirm is outvoted (see ``_verdict``). A pass
+        can be inconclusive: see ``conclusive``.
     residuals : numpy.ndarray
         The remainders r(h), one per step.
     steps : numpy.ndarray
@@ -421,7 +429,10 @@ def taylor_test(
     direction : ndarray, mapping or None, optional
         The direction d, flat or shaped like ``params`` (keys ``W1`` or ``dW1``). Default:
         a random normal vector scaled like the finite-difference steps,
-        ``d_i = z_i * max(1, |theta_i|)``, drawn with ``seed``.
+        ``d_i = z_i * max(1, |theta_i|)``, drawn with ``seed``; further ones are drawn
+        from the same generator while the first leaves a block of the gradient unresolved
+        or a 10 % error too likely to pass (a noisy cost), up to ``MAX_DIRECTIONS``. A
+        given direction is used alone.
     steps : sequence of float or None, optional
         The steps h. Default: ``h0 = 0.1 * max(1, ||theta||_inf) / ||d||_inf`` halved until
         the remainder reaches the roundoff floor (at most ``MAX_STEPS`` steps).
@@ -434,8 +445,17 @@ def taylor_test(
     -------
     TaylorResult
         ``rate`` (about 2 for a right gradient, 1 for a wrong one), ``passed``
-        (``rate >= 1.8``, or every remainder at the roundoff floor), the ``residuals``
-        and ``steps``, the mask ``used`` of the fitted steps, ``summary()``, ``plot()``.
+        (``rate >= 1.8``, or every remainder at the roundoff floor, along every
+        direction), the ``residuals`` and ``steps``, the mask ``used`` of the fitted
+        steps, what it could not see (``detection_limit``, ``unresolved``,
+        ``miss_probability``, ``conclusive``), ``summary()``, ``plot()``.
+
+    Warns
+    -----
+    UserWarning
+        When the test passed but is not conclusive: the roundoff or noise of the cost
+        hides errors large enough to matter (a factor 2 in a block); ``fc.check`` has no
+        such blind spot.
 
     Raises
     ------
