@@ -208,7 +208,7 @@ class TaylorResult:
         if self.rates.size > 1:
             rates = ", ".join(f"{r:.2f}" for r in self.rates)
             lines.insert(-1, f"{self.rates.size} random directions tried (rates {rates}): "
-                             "further ones are drawn while a block is unresolved")
+                             "more are drawn while the earlier ones could miss a bug")
         return "\n".join(lines)
 
     def __str__(self) -> str:
