@@ -215,6 +215,29 @@ def _transposition_hint(shape: tuple, got: tuple) -> str:
     return " — is it transposed?" if len(shape) == 2 and got == shape[::-1] else ""
 
 
+def _same_or_raise(value: Mapping, name: str, source: str, float32_ok: bool) -> None:
+    """``value`` holds both ``name`` and ``"d" + name``: fine only when they are the same.
+
+    In backprop code such a mapping is usually a cache holding the weights *and* their
+    gradients; taking ``name`` would check the weights as if they were the gradient.
+    """
+    plain, prefixed = value[name], value["d" + name]
+    if plain is prefixed:
+        return
+    a = _as_float64_array(f"{source}[{name!r}]", plain, float32_ok)
+    b = _as_float64_array(f"{source}[{'d' + name!r}]", prefixed, float32_ok)
+    if a.shape == b.shape and np.array_equal(a, b, equal_nan=True):
+        return
+    differ = (f"max |difference| {float(np.max(np.abs(a - b))):.3g}" if a.shape == b.shape
+              else f"shapes {a.shape} and {b.shape}")
+    raise ValueError(
+        f"{source} holds both {name!r} and {'d' + name!r} for parameter {name}, with "
+        f"different values ({differ}): which one is the gradient is ambiguous (a cache "
+        f"with the weights and their gradients?). Pass only the gradients, e.g. "
+        f"{{k: v for k, v in cache.items() if k.startswith('d')}}, or only one key for {name}"
+    )
+
+
 def normalise_grad(value: Any, layout: Layout, params_kind: str, source: str,
                    float32_ok: bool = False) -> np.ndarray:
     """The analytic gradient as a new flat float64 vector in ``layout``'s order (float32
@@ -225,6 +248,8 @@ def normalise_grad(value: Any, layout: Layout, params_kind: str, source: str,
         for name, shape in zip(layout.names, layout.shapes):
             if name in value:
                 key = name
+                if "d" + name in value and "d" + name not in layout.names:
+                    _same_or_raise(value, name, source, float32_ok)
             elif "d" + name in value:
                 key = "d" + name
             else:
