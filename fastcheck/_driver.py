@@ -22,6 +22,9 @@ FIRST_CHUNK = 256
 #: At most this many kink suspects per chunk are confirmed off the kink (each costs two
 #: gradient and four cost evaluations); the rest stay failures.
 MAX_CONFIRMATIONS = 32
+#: A component of a noisy (float32) cost is *unresolved* when its error floor is above this
+#: fraction of its gradient: a factor-2 error (half the gradient) could then pass there.
+UNRESOLVED_FRACTION = 0.25
 
 StopRule = Callable[[int, int], "str | None"]
 
@@ -53,6 +56,9 @@ class Progress:
     #: one-sided slopes, unconfirmed (an array grad, or beyond MAX_CONFIRMATIONS): a
     #: report may suggest passing grad as a function.
     off_hull: list[int] = field(default_factory=list)
+    #: Per target: passed only because the cost's noise hides an error of half its
+    #: gradient (see ``unresolved``); all False for a float64 cost.
+    unresolved: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     def finished_positions(self) -> np.ndarray:
         """Positions (into the targets) checked so far, ascending."""
@@ -68,16 +74,29 @@ def chunk_schedule(n: int, first: int = FIRST_CHUNK, largest: int = DEFAULT_CHUN
         lo, size = hi, min(largest, size * 2)
 
 
+def unresolved(problem, analytic: np.ndarray, numeric: np.ndarray, floor: np.ndarray
+               ) -> np.ndarray:
+    """Components whose error floor is so high (the measured noise of a float32 cost, e.g.
+    one with a large constant term) that an error of half the gradient would pass."""
+    if not problem.noise > 0:
+        return np.zeros(analytic.shape[0], dtype=bool)
+    with np.errstate(invalid="ignore"):
+        return floor > UNRESOLVED_FRACTION * np.maximum(np.abs(analytic), np.abs(numeric))
+
+
 def _judge_chunk(runner, problem, t: Targets, pos: np.ndarray, rtol: float, method: str):
-    """Evaluate the components at positions ``pos``; return numeric values, kinds and the
-    flat indices of failures on a kink outside the hull of its slopes."""
+    """Evaluate the components at positions ``pos``; return numeric values, kinds, the
+    flat indices of failures on a kink outside the hull of its slopes, and which passed
+    unresolved (see ``unresolved``)."""
     est = METHODS[method](runner, problem, t, pos)
     numeric = est.numeric
     analytic = t.analytic[pos]
     kinds = np.full(pos.shape[0], _verdict.OK, dtype="<U9")
-    suspect = np.flatnonzero(_verdict.suspects(analytic, numeric, est.floor, rtol))
+    suspect_mask = _verdict.suspects(analytic, numeric, est.floor, rtol)
+    blind = unresolved(problem, analytic, numeric, est.floor) & ~suspect_mask
+    suspect = np.flatnonzero(suspect_mask)
     if suspect.size == 0:
-        return numeric, kinds, []
+        return numeric, kinds, [], blind
     sp = pos[suspect]
     if est.central is not None:
         c = est.central
@@ -103,10 +122,12 @@ def _judge_chunk(runner, problem, t: Targets, pos: np.ndarray, rtol: float, meth
         exact = np.isfinite(numeric[suspect]) & (outcome.kinds != _verdict.KINK)
         kinds[suspect] = np.where(exact, _verdict.FAIL, outcome.kinds)
         numeric[suspect] = np.where(exact, numeric[suspect], outcome.numeric)
-        return numeric, kinds, off_hull
+        return numeric, kinds, off_hull, blind
     kinds[suspect] = outcome.kinds
     numeric[suspect] = outcome.numeric
-    return numeric, kinds, off_hull
+    if problem.noise > 0:  # a suspect excused under float32 noise was not resolved either
+        blind[suspect] = outcome.kinds == _verdict.OK
+    return numeric, kinds, off_hull, blind
 
 
 def off_hull_note(problem, off_hull: list[int]) -> list[str]:
@@ -170,13 +191,15 @@ def run(runner, problem, targets: Targets, rtol: float, order: np.ndarray,
     """
     n = order.shape[0]
     state = Progress(order, np.full(targets.indices.shape[0], np.nan),
-                     np.full(targets.indices.shape[0], "", dtype="<U9"))
+                     np.full(targets.indices.shape[0], "", dtype="<U9"),
+                     unresolved=np.zeros(targets.indices.shape[0], dtype=bool))
     try:
         for s in chunk_schedule(n, FIRST_CHUNK if small_first else DEFAULT_CHUNK):
             pos = order[s]
-            numeric, kinds, off_hull = _judge_chunk(runner, problem, targets, pos, rtol,
-                                                    method)
+            numeric, kinds, off_hull, blind = _judge_chunk(runner, problem, targets, pos,
+                                                           rtol, method)
             state.off_hull.extend(off_hull)
+            state.unresolved[pos] = blind
             state.numeric[pos] = numeric
             state.kinds[pos] = kinds
             state.done = s.stop

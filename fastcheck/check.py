@@ -393,9 +393,8 @@ def _may_hide_low_precision(problem: Problem, state) -> bool:
     value), its value at theta is a float32 number (else it is not one that a float32
     computation returns, and checking costs nothing more) and a component failed with
     finite values."""
-    if problem.noise > 0 or problem.probe_evaluations or state.error is not None:
-        return False
-    if float(np.float32(problem.j0)) != problem.j0:
+    if problem.noise > 0 or problem.probe_evaluations or state.error is not None \
+            or float(np.float32(problem.j0)) != problem.j0:
         return False
     kinds = state.kinds[state.finished_positions()]
     return bool(np.any(kinds == _verdict.FAIL))
@@ -420,7 +419,8 @@ def _build_report(problem: Problem, plan, targets: _driver.Targets, state, runne
         noise_floor=problem.noise > 0)
     return Report.from_components(
         problem.layout, indices, targets.analytic[pos], state.numeric[pos], state.kinds[pos],
-        (targets.x_plus[pos] - targets.x_minus[pos]) / 2, problem.theta[indices], run)
+        (targets.x_plus[pos] - targets.x_minus[pos]) / 2, problem.theta[indices], run,
+        unresolved=state.unresolved[pos])
 
 
 def assert_gradient(cost: Callable[..., Any], grad: Any, params: Any, args: tuple = (),

@@ -8,17 +8,24 @@ statistics (``stats``) and the diagnoses (``hints``) are computed on first acces
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._blocks import (
+    BlockReport,
+    block_reports,
+    global_relative_error,
+    unresolved_note,
+    verdict_of,
+    with_unresolved,
+)
 from ._verdict import FAIL, KINK, NONFINITE, relative_errors
 from .errors import GradientCheckError
 from .layout import Layout
 from .stats import band_counts, upper_bounds
-from .views.bands import ACCEPTABLE, BAND_KEYS
+from .views.bands import BAND_KEYS
 
 __all__ = ["Report", "BlockReport", "ComponentError", "Run", "Directional", "verdict_of",
            "global_relative_error"]
@@ -38,27 +45,6 @@ class ComponentError(NamedTuple):
     abs_error: float
     rel_error: float
     kind: str
-
-
-@dataclass(frozen=True)
-class BlockReport:
-    """The check of one named block of parameters.
-
-    ``relative_error`` is over every checked component of the block; the verdict reads
-    the error of its smooth (non-kink) components. ``failure_rate_bound`` is the upper
-    confidence bound on the failing fraction of the block (None unless sampled).
-    """
-
-    name: str
-    shape: tuple
-    n_params: int
-    n_checked: int
-    relative_error: float
-    max_rel_error: float
-    n_failed: int
-    verdict: str
-    n_kinks: int = 0
-    failure_rate_bound: float | None = None
 
 
 @dataclass(frozen=True)
@@ -100,57 +86,6 @@ class Directional:
     detection_limit: float
     guaranteed_limit: float
     probability: float
-
-
-def global_relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
-    """``||a - n|| / (||a|| + ||n||)`` (0 when both are 0)."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        denom = float(np.linalg.norm(analytic) + np.linalg.norm(numeric))
-        num = float(np.linalg.norm(analytic - numeric))
-    if denom == 0.0:
-        return 0.0 if num == 0.0 else math.inf
-    return num / denom if math.isfinite(num) and math.isfinite(denom) else math.inf
-
-
-def _block_relative_errors(bounds: np.ndarray, analytic: np.ndarray, numeric: np.ndarray,
-                           smooth: np.ndarray) -> np.ndarray:
-    """``global_relative_error`` of every block (``[bounds[b], bounds[b + 1])`` of the
-    arrays), over all components and over the ``smooth`` ones: shape ``(2, n_blocks)``."""
-    n_blocks = bounds.shape[0] - 1
-    checked = bounds[1:] > bounds[:-1]
-    sums = np.zeros((6, n_blocks))
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        if checked.any():  # the non-empty blocks tile the arrays
-            squares = np.stack([analytic - numeric, analytic, numeric])
-            squares *= squares
-            starts = bounds[:-1][checked]
-            sums[:3, checked] = np.add.reduceat(squares, starts, axis=1)
-            if smooth.all():
-                sums[3:] = sums[:3]
-            else:
-                sums[3:, checked] = np.add.reduceat(np.where(smooth, squares, 0.0), starts,
-                                                    axis=1)
-        norms = np.sqrt(sums).reshape(2, 3, n_blocks)
-        num = norms[:, 0]
-        denom = norms[:, 1] + norms[:, 2]
-        rel = num / np.where(denom == 0.0, 1.0, denom)
-    rel = np.where(denom == 0.0, np.where(num == 0.0, 0.0, np.inf), rel)
-    return np.where(np.isfinite(num) & np.isfinite(denom), rel, np.inf)
-
-
-def verdict_of(n_failed: int, relative_error: float, noise_floor: bool = False) -> str:
-    """``fail`` when a component fails, ``warn`` when none does but the relative error (of
-    the smooth components) is beyond Ng's acceptable band, else ``pass``.
-
-    With ``noise_floor`` (a float32 cost checked against its measured noise) Ng's
-    float64 bands do not apply: a correct gradient's error sits at the noise level, and
-    only failed components (judged against that noise) mean anything.
-    """
-    if n_failed:
-        return "fail"
-    if not relative_error <= ACCEPTABLE and not noise_floor:
-        return "warn"
-    return "pass"
 
 
 @dataclass(frozen=True, eq=False)
@@ -198,6 +133,8 @@ class Report:
     noise_floor: bool = False
     directional: Directional | None = None
     theta_checked: np.ndarray | None = field(default=None, repr=False)
+    #: Flat indices that passed unresolved (see ``BlockReport.n_unresolved``).
+    unresolved: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _cache: dict = field(default_factory=dict, init=False, repr=False)
 
     # -- the one constructor ---------------------------------------------------------
@@ -206,7 +143,8 @@ class Report:
                         numeric: np.ndarray, kinds: np.ndarray, steps: np.ndarray,
                         theta_checked: np.ndarray, run: Run, *,
                         warn_blocks: tuple[int, ...] = (), unexplained: bool = False,
-                        directional: Directional | None = None) -> Report:
+                        directional: Directional | None = None,
+                        unresolved: np.ndarray | None = None) -> Report:
         """The Report of a finished check, from its per-component arrays.
 
         Parameters
@@ -227,6 +165,9 @@ class Report:
             A test failed that no component explains: the verdict is at least "warn".
         directional : Directional or None, optional
             What the directions tested (directional mode only).
+        unresolved : numpy.ndarray or None, optional
+            Per checked component: passed only because the cost's noise hides an error of
+            half its gradient (see ``_driver.unresolved``).
 
         Returns
         -------
@@ -249,8 +190,16 @@ class Report:
         if unexplained and verdict == "pass":
             verdict = "warn"
         rel_errors = relative_errors(analytic, numeric)
-        blocks = _block_reports(layout, indices, analytic, numeric, rel_errors, smooth,
+        blocks = block_reports(layout, indices, analytic, numeric, rel_errors, smooth,
                                 failing, run.noise_floor)
+        blind = (np.zeros(indices.shape[0], dtype=bool) if unresolved is None
+                 else np.asarray(unresolved, dtype=bool))
+        notes = tuple(run.notes)
+        if blind.any():
+            blocks = with_unresolved(blocks, layout, indices, blind)
+            if verdict == "pass" and any(b.verdict == "warn" for b in blocks):
+                verdict = "warn"
+            notes += (unresolved_note(blocks, int(blind.sum()), int(indices.shape[0])),)
         blocks = [b if i not in warn_blocks or b.n_failed else replace(b, verdict="warn")
                   for i, b in enumerate(blocks)]
         overall = None
@@ -274,8 +223,9 @@ class Report:
             compile_seconds=run.compile_seconds, evaluations=run.evaluations,
             sampled=run.sampled, confidence=run.confidence, failure_rate_bound=overall,
             stop_reason=run.stop_reason, mode=run.mode, method=run.method,
-            notes=tuple(run.notes), noise_floor=run.noise_floor, directional=directional,
+            notes=notes, noise_floor=run.noise_floor, directional=directional,
             theta_checked=np.asarray(theta_checked, dtype=np.float64),
+            unresolved=indices[blind],
         )
 
     # -- computed on first access ----------------------------------------------------
@@ -418,30 +368,3 @@ class Report:
         """Raise ``GradientCheckError`` (an AssertionError) carrying the summary."""
         if not self.passed:
             raise GradientCheckError(self.short_summary(), report=self)
-
-
-def _block_reports(layout: Layout, indices: np.ndarray, analytic: np.ndarray,
-                   numeric: np.ndarray, rel: np.ndarray, smooth: np.ndarray,
-                   failing: np.ndarray,
-                   noise_floor: bool = False) -> list[BlockReport]:
-    """One BlockReport per block (components grouped by their ascending flat index),
-    every figure computed for all blocks at once (a loop per block was slow)."""
-    n_blocks = len(layout)
-    block = layout.block_of(indices)
-    bounds = np.searchsorted(indices, layout.bounds)
-    counts = np.diff(bounds)
-    rel_all, rel_smooth = _block_relative_errors(bounds, analytic, numeric, smooth)
-    n_failed = np.bincount(block, weights=failing, minlength=n_blocks).astype(np.int64)
-    n_kinks = np.bincount(block, weights=~smooth, minlength=n_blocks).astype(np.int64)
-    max_rel = np.zeros(n_blocks)
-    checked = counts > 0
-    if checked.any():  # the non-empty blocks tile rel: fmax ignores NaN unless all are
-        max_rel[checked] = np.fmax.reduceat(rel, bounds[:-1][checked])
-    sizes = layout.sizes
-    return [
-        BlockReport(name, tuple(shape), sizes[b], int(counts[b]), float(rel_all[b]),
-                    float(max_rel[b]), int(n_failed[b]),
-                    verdict_of(int(n_failed[b]), float(rel_smooth[b]), noise_floor),
-                    int(n_kinks[b]))
-        for b, (name, shape) in enumerate(zip(layout.names, layout.shapes))
-    ]

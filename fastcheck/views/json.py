@@ -54,11 +54,13 @@ def report_dict(report: Report) -> dict:
         "kinds": [str(k) for k in report.kinds],
         "steps": report.steps,
         "failed": report.failed,
+        "unresolved": report.unresolved,
         "blocks": [{"name": b.name, "shape": b.shape, "n_params": b.n_params,
                     "n_checked": b.n_checked, "relative_error": b.relative_error,
                     "max_rel_error": b.max_rel_error, "n_failed": b.n_failed,
                     "n_kinks": b.n_kinks, "verdict": b.verdict,
-                    "failure_rate_bound": b.failure_rate_bound}
+                    "failure_rate_bound": b.failure_rate_bound,
+                    "n_unresolved": b.n_unresolved}
                    for b in report.blocks],
         "worst": [{**c._asdict(), "label": report.layout.label(c.flat_index)}
                   for c in report.worst(10)],

@@ -82,7 +82,9 @@ def headline(report: Report) -> str:
             "checked")
     n_fail = len(report.failed)
     fails = f", {fmt_count(n_fail)} failed" if n_fail else ""
-    line = f"fastcheck {verdict_word(report)}: {error_phrase(report)}; {what}{fails}"
+    k = len(report.unresolved)
+    blind = f", {fmt_count(k)} unresolved by the cost's noise (see notes)" if k else ""
+    line = f"fastcheck {verdict_word(report)}: {error_phrase(report)}; {what}{fails}{blind}"
     limit = detection_phrase(report) if report.passed else None
     return f"{line}; {limit}" if limit else line
 
