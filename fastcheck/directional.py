@@ -42,8 +42,9 @@ import numpy as np
 from . import _plan, _steps, _verdict
 from ._blas import single_threaded_blas
 from ._detection import detection_limits
-from ._inputs import Problem, scalar_cost
+from ._inputs import Problem
 from ._lazy import is_jitted
+from ._values import scalar_cost
 from .backends.serial import SerialBackend, ensure_unmodified
 from .errors import CostEvaluationError
 from .report import Directional, Report, Run

@@ -52,52 +52,40 @@ from typing import Any
 import numpy as np
 
 from ._blas import single_threaded_blas
-from ._inputs import Problem, normalise_grad, prepare, scalar_cost
+from ._inputs import Problem, normalise_grad, prepare
 from ._lazy import is_jitted
 from ._plan import resolve_seed
-from ._steps import EPS_MACHINE
-from ._verdict import NOISE_FACTOR, ROUNDOFF_FACTOR
-from .backends.serial import ensure_unmodified
-from .errors import CostEvaluationError
+from ._taylor_blind import AMBIGUOUS_RATE as AMBIGUOUS_RATE
+from ._taylor_blind import MISS_ERROR as MISS_ERROR
+from ._taylor_blind import (
+    MISS_TARGET,
+    _blind_notes,
+    _blind_spot,
+    _groups,
+    _Resolution,
+    _scaled_norm,
+    _verdict,
+)
+from ._taylor_blind import NEGLIGIBLE as NEGLIGIBLE
+from ._taylor_blind import RESOLVE_FACTOR as RESOLVE_FACTOR
+from ._taylor_blind import WHOLE as WHOLE
+from ._taylor_fit import FIT_MARGIN as FIT_MARGIN
+from ._taylor_fit import FLOOR_RUN as FLOOR_RUN
+from ._taylor_fit import LINEAR_RUN as LINEAR_RUN
+from ._taylor_fit import MAX_STEPS as MAX_STEPS
+from ._taylor_fit import MIN_POINTS, PASS_RATE, _along, _detection_limit
+from ._taylor_fit import NOISE_OCTAVES as NOISE_OCTAVES
+from ._taylor_fit import SLOPE_TOLERANCE as SLOPE_TOLERANCE
 from .layout import Layout
 
 __all__ = ["taylor_test", "TaylorResult", "PASS_RATE"]
 
-#: The test passes when the fitted rate is at least this (2 expected, 1 for a wrong g).
-PASS_RATE = 1.8
-#: The default steps are halved at most this many times.
-MAX_STEPS = 48
-#: ... and stop after this many consecutive remainders on the roundoff floor.
-FLOOR_RUN = 3
-#: ... or once this many consecutive local slopes are within 0.1 of 1 (a wrong gradient).
-LINEAR_RUN = 5
-#: A larger step joins the fit while its local slope is within this of the fitted rate.
-SLOPE_TOLERANCE = 0.25
-#: Points needed for a fit.
-MIN_POINTS = 3
-#: A remainder joins the fit only above this multiple of the floor (roundoff then changes
-#: it by about 1 %, the local slopes by a few hundredths).
-FIT_MARGIN = 8.0
-#: Along a direction of a noisy cost a rate from this up to ``PASS_RATE`` (or a failing fit
-#: of at most ``MIN_POINTS`` steps) is ambiguous: a failure only when another random
-#: direction fails too (see ``_verdict``).
-AMBIGUOUS_RATE = 1.3
-#: A block is resolved along d when its contribution |g_B . d_B| to g.d is at least this
-#: multiple of the detection limit: then a factor-2 error in its gradient (an error of half
-#: that contribution, or of all of it) would show as rate 1.
-RESOLVE_FACTOR = 2.0
+# The constants of the fit (``_taylor_fit``) and of the resolution (``_taylor_blind``) live
+# next to the code that uses them; the redundant aliases above re-export them, so they
+# read as before: ``taylor.PASS_RATE``, ``taylor.MISS_TARGET``, ...
+
 #: At most this many random directions are tried (see the module docstring).
 MAX_DIRECTIONS = 5
-#: Further random directions are also drawn while an error of the gradient whose scaled
-#: norm ``||e * max(1, |theta|)||_2`` is ``MISS_ERROR`` times the gradient's would have
-#: passed every direction tried with a probability above ``MISS_TARGET``.
-MISS_ERROR = 0.1
-MISS_TARGET = 0.01
-#: A block whose scaled gradient norm is below this fraction of the whole gradient's is
-#: zero to roundoff: there is no size of its own to resolve.
-NEGLIGIBLE = 1e3 * EPS_MACHINE
-#: The label of the whole gradient among the unresolved blocks (when there are several).
-WHOLE = "all blocks"
 
 
 @dataclass(frozen=True, eq=False)
@@ -285,128 +273,6 @@ def _explicit_steps(steps: Any) -> np.ndarray:
     return h
 
 
-# -- evaluation ---------------------------------------------------------------------------
-class _Remainders:
-    """Evaluates r(h) on a private copy of theta."""
-
-    def __init__(self, problem: Problem, d: np.ndarray):
-        self.problem, self.d = problem, d
-        self.x = problem.theta.copy()
-        self.call = problem.make_call(self.x)
-        self.h: list[float] = []
-        self.r: list[float] = []
-        self.floor: list[float] = []
-
-    def add(self, h: float) -> None:
-        p = self.problem
-        target = p.theta + h * self.d
-        self.x[:] = target
-        try:
-            j = scalar_cost(self.call(), f"at theta + h*d (h = {h:.3e})")
-        except (KeyboardInterrupt, CostEvaluationError, TypeError):
-            raise
-        except Exception as exc:  # the user's cost failed: say where
-            raise CostEvaluationError(
-                f"cost raised {type(exc).__name__}: {exc} -- at theta + h*d with h = {h:.3e} "
-                f"(Taylor test); pass smaller steps= if the cost has a limited domain"
-            ) from exc
-        ensure_unmodified(self.x, target)
-        with np.errstate(invalid="ignore", over="ignore"):
-            linear = float(p.analytic @ (target - p.theta))  # the step actually stored
-            r = abs(j - p.j0 - linear)
-        self.h.append(h)
-        self.r.append(r if math.isfinite(r) else math.nan)
-        scale = max(abs(p.j0), abs(j)) if math.isfinite(j) else abs(p.j0)
-        roundoff = max(ROUNDOFF_FACTOR * EPS_MACHINE * scale, NOISE_FACTOR * p.noise)  # float32
-        self.floor.append(roundoff + EPS_MACHINE * abs(linear))
-
-    def at_floor_run(self) -> int:
-        k = 0
-        for r, f in zip(reversed(self.r), reversed(self.floor)):
-            if not (math.isfinite(r) and r <= f):
-                break
-            k += 1
-        return k
-
-    def linear_run(self) -> int:
-        r = np.asarray(self.r)
-        slopes = _local_slopes(np.asarray(self.h), r)
-        k = 0
-        for s in slopes[::-1]:
-            if not (math.isfinite(s) and abs(s - 1.0) <= 0.1):
-                break
-            k += 1
-        return k
-
-
-def _local_slopes(h: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """Slope of log r between consecutive steps (NaN where undefined)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log(r[:-1] / r[1:]) / np.log(h[:-1] / h[1:])
-
-
-#: Steps this many octaves below the first are "tiny": a remainder there is noise plus at
-#: most 2**-NOISE_OCTAVES of the signal the larger steps show.
-NOISE_OCTAVES = 30
-
-
-def _observed_noise(h: np.ndarray, r: np.ndarray) -> float:
-    """The noise the remainders show at tiny steps (0 when the steps never got tiny).
-
-    The floor ``eps * |J|`` assumes the roundoff of J is relative to |J(theta)|. When
-    J(theta) is ~0 by cancellation of O(1) terms the real noise is far above it, and the
-    fit would read that noise as a slope. At steps ``2**-NOISE_OCTAVES`` below the first
-    one the Taylor remainder of a right gradient (~h^2) is far below roundoff and that
-    of a wrong one (~h) is ``2**-NOISE_OCTAVES`` of its value at the first step, so the
-    largest remainder there is a floor that hides no slope above it: a wrong gradient
-    still shows rate 1 over the steps between.
-    """
-    if h.shape[0] == 0:
-        return 0.0
-    tiny = (h <= h[0] * 2.0 ** -NOISE_OCTAVES) & np.isfinite(r)
-    if np.count_nonzero(tiny) < 3:
-        return 0.0
-    return float(np.max(r[tiny]))
-
-
-# -- the fit ------------------------------------------------------------------------------
-def _fit(h: np.ndarray, r: np.ndarray, floor: np.ndarray
-         ) -> tuple[float, float, np.ndarray, str]:
-    """Rate, its standard error, the mask of fitted steps and a note."""
-    usable = np.isfinite(r) & (r > FIT_MARGIN * floor)
-    used = np.zeros(h.shape[0], dtype=bool)
-    if not np.any(usable):
-        return math.nan, math.nan, used, ""
-    # The asymptotic range: the run of usable steps ending at the smallest usable one.
-    end = int(np.flatnonzero(usable)[-1])
-    start = end
-    while start > 0 and usable[start - 1]:
-        start -= 1
-    if end - start + 1 < 2:
-        return math.nan, math.nan, used, ""
-    lo = max(start, end - MIN_POINTS + 1)
-    slopes = _local_slopes(h, r)
-    logh, logr = np.log(h), np.log(r)
-    rate = _regress(logh[lo:end + 1], logr[lo:end + 1])[0]
-    while lo > start and abs(slopes[lo - 1] - rate) <= SLOPE_TOLERANCE:
-        lo -= 1
-        rate = _regress(logh[lo:end + 1], logr[lo:end + 1])[0]
-    used[lo:end + 1] = True
-    rate, stderr = _regress(logh[used], logr[used])
-    note = ""
-    if used.sum() < MIN_POINTS:
-        note = "only two steps above the roundoff floor: the rate rests on one pair"
-    return rate, stderr, used, note
-
-
-def _regress(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    if x.shape[0] == 2:
-        return float((y[0] - y[1]) / (x[0] - x[1])), math.nan
-    import scipy.stats  # lazily: 0.5 s, and only the fit of three or more steps needs it
-
-    fit = scipy.stats.linregress(x, y)
-    return float(fit.slope), float(fit.stderr)
-
 
 # -- the public function ------------------------------------------------------------------
 def taylor_test(
@@ -518,217 +384,3 @@ def taylor_test(
         warnings.warn(f"fastcheck: taylor_test passed, but {_blind_spot(result)}",
                       UserWarning, stacklevel=2)
     return result
-
-
-def _ambiguous(run: _Run) -> bool:
-    """A failure whose rate is neither about 1 nor about 2, or rests on few steps."""
-    return not run.passed and math.isfinite(run.rate) and (
-        AMBIGUOUS_RATE <= run.rate or int(np.count_nonzero(run.used)) <= MIN_POINTS)
-
-
-def _verdict(runs: list[_Run], confirm: bool) -> bool | None:
-    """True (pass), False (fail), or None while one ambiguous failure awaits confirmation.
-
-    Along some directions the noise of a noisy cost leaves only two or three steps above
-    it, at the largest steps, where higher-order terms still bend the curve: a right
-    gradient then shows a rate between 1 and 2, or even about 1 (3 in 1000 random
-    directions on float32 MLPs; every such fit rested on at most ``MIN_POINTS`` steps). So,
-    with random directions and a noisy cost (``confirm``), such a failure (a rate in
-    ``[AMBIGUOUS_RATE, PASS_RATE)``, or a fit of at most ``MIN_POINTS`` steps) counts only
-    when a second direction fails too; any other failure fails at once.
-    """
-    failed = [run for run in runs if not run.passed]
-    if not failed:
-        return True
-    if not confirm or len(failed) > 1 or not _ambiguous(failed[0]):
-        return False
-    later = runs.index(failed[0]) + 1 < len(runs)
-    return True if later else None
-
-
-def _blind_notes(best: _Resolution, unresolved: tuple[str, ...], miss: float,
-                 n_runs: int) -> list[str]:
-    """What a passing test could not see, one sentence per reason (none when conclusive)."""
-    notes = []
-    if unresolved:
-        them = "its" if len(unresolved) == 1 else "their"
-        notes.append(
-            f"not resolved: {best.describe(unresolved)}, so an "
-            f"error as large as {them} gradient (a factor 2, a wrong sign) could go unseen "
-            f"along the {n_runs} direction(s) tried")
-    if miss > MISS_TARGET:
-        notes.append(
-            f"an error of {MISS_ERROR:.0%} of the gradient (scaled norm) would have passed "
-            f"all {n_runs} random direction(s) with probability {miss:.0%}: the cost's "
-            "roundoff or noise swamps its directional derivatives")
-    return notes
-
-
-def _blind_spot(result: TaylorResult) -> str:
-    """Why a passing result is not a clean pass, in one sentence (warning and summary)."""
-    n = max(1, result.rates.size)
-    why = []
-    if result.unresolved:
-        why.append(f"a factor-2 error in the gradient of {', '.join(result.unresolved)} "
-                   "could pass")
-    if result.miss_probability > MISS_TARGET:
-        why.append(f"an error of {MISS_ERROR:.0%} of the gradient would pass with "
-                   f"probability {result.miss_probability:.0%}")
-    return (f"it is not a clean pass: along the {n} direction(s) tried the roundoff floor "
-            f"and the h^2 term hid errors in g.d below the detection limit "
-            f"(~{result.detection_limit:.1e} along the direction shown), so "
-            f"{' and '.join(why)}. fc.check compares every component and has no such blind "
-            "spot")
-
-
-# -- one direction ------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class _Run:
-    """The remainders and the fit along one direction."""
-
-    d: np.ndarray
-    h: np.ndarray
-    r: np.ndarray
-    floor: np.ndarray
-    rate: float
-    stderr: float
-    used: np.ndarray
-    passed: bool
-    note: str
-    limit: float
-
-
-def _along(problem: Problem, d: np.ndarray, steps: np.ndarray | None) -> _Run:
-    """The Taylor test along ``d``: the steps, the remainders, the fit and the verdict."""
-    rem = _Remainders(problem, d)
-    if steps is None:
-        h = 0.1 * max(1.0, float(np.max(np.abs(problem.theta)))) / float(np.max(np.abs(d)))
-        for _ in range(MAX_STEPS):
-            rem.add(h)
-            if rem.at_floor_run() >= FLOOR_RUN or rem.linear_run() >= LINEAR_RUN:
-                break
-            h /= 2.0
-    else:
-        for h in steps:
-            rem.add(float(h))
-    hs, r, floor = np.array(rem.h), np.array(rem.r), np.array(rem.floor)
-    floor = np.maximum(floor, _observed_noise(hs, r))
-    rate, stderr, used, note = _fit(hs, r, floor)
-    finite = np.isfinite(r)
-    if np.any(used):
-        passed = bool(rate >= PASS_RATE)
-    elif np.any(finite):
-        passed = True
-        note = ("every remainder is at (or near) the roundoff floor: J is linear along d, or "
-                "g exact, to machine precision; nothing fails, but no rate can be fitted")
-    else:
-        passed = False
-        note = "every step gave a non-finite cost: try smaller steps= or another direction"
-    if np.any(~finite):
-        note = (note + "; " if note else "") + (
-            f"{int(np.count_nonzero(~finite))} step(s) gave a non-finite cost and were left out")
-    return _Run(d, hs, r, floor, float(rate), float(stderr), used, passed, note,
-                _detection_limit(used, r, hs, floor))
-
-
-def _detection_limit(used: np.ndarray, residuals: np.ndarray, steps: np.ndarray,
-                     floor: np.ndarray) -> float:
-    """r/h at the smallest fitted step (see ``TaylorResult.detection_limit``)."""
-    if np.any(used):
-        k = int(np.flatnonzero(used)[-1])
-        return float(residuals[k] / steps[k])
-    finite = np.isfinite(residuals)
-    if not np.any(finite):
-        return math.nan
-    k = int(np.flatnonzero(finite)[-1])
-    return float(floor[k] / steps[k])
-
-
-# -- what the directions resolved ---------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class _Group:
-    """A block (or the whole gradient): its slice, analytic gradient and scaled size."""
-
-    label: str
-    where: slice
-    grad: np.ndarray
-    #: ``||g_B * max(1, |theta_B|)||_2``: the standard deviation of ``g_B . d_B`` along a
-    #: default random direction.
-    size: float
-
-
-def _scaled_norm(problem: Problem) -> float:
-    """``||g * max(1, |theta|)||_2``: the standard deviation of ``g . d`` along a default
-    random direction."""
-    return float(np.linalg.norm(problem.analytic * np.maximum(1.0, np.abs(problem.theta))))
-
-
-def _groups(problem: Problem) -> list[_Group]:
-    """The blocks, and the whole gradient when there are several, that have a size of their
-    own (a gradient not zero to roundoff)."""
-    layout, g = problem.layout, problem.analytic
-    whole = [(WHOLE, slice(0, layout.size))] if len(layout) > 1 else []
-    scaled = g * np.maximum(1.0, np.abs(problem.theta))
-    total = float(np.linalg.norm(scaled))
-    out = []
-    for label, where in [(n, layout.block_slice(n)) for n in layout.names] + whole:
-        size = float(np.linalg.norm(scaled[where]))
-        if total > 0 and size > NEGLIGIBLE * total:
-            out.append(_Group(label, where, g[where], size))
-    return out
-
-
-class _Resolution:
-    """For each group, the best ratio ``|g_B . d_B| / limit`` over the directions tried."""
-
-    def __init__(self, groups: list[_Group], size: float):
-        self.groups = groups
-        #: The probability that an error of scaled norm ``MISS_ERROR * size`` passed every
-        #: direction so far (NaN for a zero gradient).
-        self.miss = 1.0 if size > 0 else math.nan
-        self.error = MISS_ERROR * size
-        self.ratio = {grp.label: 0.0 for grp in groups}
-        self.part = {grp.label: 0.0 for grp in groups}  # |g_B . d_B| at the best ratio
-        self.limit = {grp.label: math.nan for grp in groups}
-
-    def add(self, run: _Run) -> None:
-        if math.isfinite(self.miss):
-            limit = run.limit if math.isfinite(run.limit) else math.inf
-            self.miss *= math.erf(limit / (math.sqrt(2.0) * self.error))
-        for grp in self.groups:
-            part = abs(float(grp.grad @ run.d[grp.where]))
-            if not math.isfinite(run.limit):
-                ratio = 0.0
-            elif run.limit == 0.0:
-                ratio = math.inf if part > 0 else 0.0
-            else:
-                ratio = part / run.limit
-            if ratio >= self.ratio[grp.label]:
-                self.ratio[grp.label], self.part[grp.label] = ratio, part
-                self.limit[grp.label] = run.limit
-
-    def unresolved(self) -> tuple[str, ...]:
-        """The groups no direction resolved, in block order."""
-        return tuple(grp.label for grp in self.groups
-                     if self.ratio[grp.label] < RESOLVE_FACTOR)
-
-    def wanting(self, limit: float) -> bool:
-        """Is some unresolved group large enough for a random direction to resolve it?
-
-        Along ``d = z * max(1, |theta|)`` the contribution ``g_B . d_B`` is normal with
-        standard deviation ``grp.size``; below ``RESOLVE_FACTOR * limit`` a further
-        direction would rarely resolve it, and none is drawn for it.
-        """
-        if not math.isfinite(limit):
-            return False
-        return any(self.ratio[grp.label] < RESOLVE_FACTOR
-                   and grp.size >= RESOLVE_FACTOR * limit for grp in self.groups)
-
-    def describe(self, labels: tuple[str, ...]) -> str:
-        """How far each of ``labels`` got, in words."""
-        parts = []
-        for label in labels:
-            what = "g.d itself was" if label == WHOLE else f"{label}'s part of g.d was"
-            parts.append(f"{what} at most {self.part[label]:.1e} against a detection limit "
-                         f"of {self.limit[label]:.1e}")
-        return ", ".join(parts)

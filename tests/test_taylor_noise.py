@@ -15,6 +15,8 @@ import pytest
 
 import fastcheck as fc
 from fastcheck import taylor as T
+from fastcheck._taylor_blind import _verdict
+from fastcheck._taylor_fit import _Run
 from tests.test_float32 import grads, loss, make_mlp
 
 F32 = np.float32
@@ -100,24 +102,24 @@ def test_an_ambiguous_failure_must_be_confirmed_by_a_second_direction():
     assert "did not confirm a failure" in result.note
 
 
-def _run(rate: float, used: int) -> T._Run:
+def _run(rate: float, used: int) -> _Run:
     mask = np.zeros(8, dtype=bool)
     mask[:used] = True
     z = np.zeros(8)
-    return T._Run(z, z, z, z, rate, math.nan, mask, bool(rate >= T.PASS_RATE), "", 1.0)
+    return _Run(z, z, z, z, rate, math.nan, mask, bool(rate >= T.PASS_RATE), "", 1.0)
 
 
 def test_verdict_rules():
     clear, ambiguous, few = _run(1.0, 6), _run(1.6, 6), _run(1.0, 3)
     good = _run(2.0, 6)
-    assert T._verdict([good, good], True) is True
-    assert T._verdict([good, clear], True) is False  # rate about 1 on enough steps
-    assert T._verdict([ambiguous], True) is None  # waits for a second direction
-    assert T._verdict([few], True) is None
-    assert T._verdict([ambiguous, good], True) is True
-    assert T._verdict([few, ambiguous], True) is False  # confirmed
-    assert T._verdict([ambiguous], False) is False  # a given direction or a float64 cost
-    assert T._verdict([_run(math.nan, 0)], True) is False
+    assert _verdict([good, good], True) is True
+    assert _verdict([good, clear], True) is False  # rate about 1 on enough steps
+    assert _verdict([ambiguous], True) is None  # waits for a second direction
+    assert _verdict([few], True) is None
+    assert _verdict([ambiguous, good], True) is True
+    assert _verdict([few, ambiguous], True) is False  # confirmed
+    assert _verdict([ambiguous], False) is False  # a given direction or a float64 cost
+    assert _verdict([_run(math.nan, 0)], True) is False
 
 
 # -- what the noise hides, without a bug --------------------------------------------------------

@@ -158,7 +158,7 @@ def locate_failure(problem: Any, cost: Callable[..., Any], indices: np.ndarray,
     """A kernel failed (``exc``, or None: a chunk did not finish): re-evaluate the chunk
     serially with the jitted ``cost`` to raise the cost's own error, located; raise
     ``FastcheckError`` if no component fails that way."""
-    from .._inputs import scalar_cost
+    from .._values import scalar_cost
 
     x = problem.theta.copy()
     args = problem.args

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .._blas import _blas_controller
-from .._inputs import scalar_cost
+from .._values import scalar_cost
 from ..errors import CostEvaluationError, FastcheckError
 from .base import complex_step_values, ensure_unmodified, serial_values
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._inputs import scalar_cost
+from .._values import scalar_cost
 from .base import Backend, complex_step_values, ensure_unmodified, serial_values
 
 __all__ = ["SerialBackend", "ensure_unmodified"]  # ensure_unmodified: for older imports

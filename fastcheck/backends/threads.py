@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
-from .._inputs import scalar_cost
+from .._values import scalar_cost
 from ..errors import ThreadSafetyError
 from .base import Backend, Cancelled, complex_step_values, serial_values
 from .serial import ensure_unmodified

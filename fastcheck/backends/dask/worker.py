@@ -23,9 +23,10 @@ import numpy as np
 from numba.core.errors import NumbaError
 from numba.extending import is_jitted
 
-from ..._inputs import Problem, scalar_cost
+from ..._inputs import Problem
 from ..._kernel_cache import importable_name
 from ..._kernels import central_values
+from ..._values import scalar_cost
 from ...errors import CostEvaluationError, FastcheckError
 from ...layout import Layout
 from ..base import ensure_unmodified, locate_failure, serial_values, timed_compile
