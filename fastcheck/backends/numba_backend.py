@@ -24,9 +24,9 @@ from numba.core.errors import NumbaError
 from numba.extending import is_jitted
 
 from .._blas import single_threaded_blas
-from .._inputs import scalar_cost
 from .._kernel_cache import KernelCompile, cached_kernel, kernel_compile
 from .._kernels import central_values
+from .._values import scalar_cost
 from .base import Backend, complex_step_values, locate_failure, serial_values
 from .base import short_error as _short
 
