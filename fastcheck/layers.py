@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ._inputs import _same_or_raise
 from ._plan import resolve_seed
 from .report import Report
 
@@ -150,6 +151,8 @@ def _gradients(value: Any, names: tuple[str, ...], floats: Mapping[str, np.ndarr
         grads = {}
         for name in checked:
             key = name if name in value else "d" + name if "d" + name in value else None
+            if key == name and "d" + name in value:  # both: ambiguous unless the same
+                _same_or_raise(value, name, "the mapping returned by backward", True)
             if key is None:
                 raise ValueError(
                     f"backward returned a mapping without a gradient for input {name!r}: "

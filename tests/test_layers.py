@@ -243,3 +243,23 @@ def test_the_python_examples_of_docs_layers_run():
         for block in blocks:
             exec(compile(block, "docs/layers.md", "exec"), namespace)  # noqa: S102
     assert namespace["report"].passed
+
+
+def test_backward_mapping_with_both_x_and_dx_is_refused_unless_they_agree():
+    """A backward that returns its cache (inputs *and* gradients) in one mapping: taking
+    ``x`` would check the input as if it were the gradient."""
+    def tanh_forward(x, w):
+        return np.tanh(x * w)
+
+    def backward(dout, x, w, *, extra):
+        d = dout * (1 - np.tanh(x * w) ** 2)
+        return {"dx": d * w, "dw": d * x, **extra(x, w, d)}
+
+    rng = np.random.default_rng(1)
+    inputs = {"x": rng.normal(size=(3, 4)), "w": rng.normal(size=(3, 4))}
+    with pytest.raises(ValueError, match=r"holds both 'x' and 'dx'.*ambiguous"):
+        fc.check_layer(tanh_forward, lambda dout, x, w: backward(
+            dout, x, w, extra=lambda x, w, d: {"x": x}), inputs, seed=0)
+    same = fc.check_layer(tanh_forward, lambda dout, x, w: backward(
+        dout, x, w, extra=lambda x, w, d: {"x": d * w}), inputs, seed=0)
+    assert same.passed
