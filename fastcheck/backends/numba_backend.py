@@ -46,12 +46,12 @@ SERIAL_SLICE_SECONDS = 0.02
 CONTENDED_LAUNCH_SECONDS = 0.005
 
 
-def others_running() -> int:
-    """Threads runnable on this machine now besides the calling one (Linux: the running
+def runnable_threads() -> int:
+    """Threads runnable on this machine now, the calling one included (Linux: the running
     count of ``/proc/loadavg``; 0 where it cannot be read)."""
     try:
         with open("/proc/loadavg", "rb") as f:
-            return max(0, int(f.read().split()[3].split(b"/")[0]) - 1)
+            return int(f.read().split()[3].split(b"/")[0])
     except (OSError, ValueError, IndexError):
         return 0
 
@@ -170,9 +170,11 @@ class NumbaBackend(Backend):
         seconds = 2 * n * self.problem.cost_seconds / self.threads
         if not seconds < CONTENDED_LAUNCH_SECONDS:
             return
-        busy = others_running()
+        # This check's own threads count as running: after a launch numba's workers spin
+        # for a while, and one of them was taken for another process's before.
+        busy = runnable_threads() - self.threads
         cores = os.cpu_count() or self.threads
-        if busy + self.threads > cores:
+        if busy > 0 and busy + self.threads > cores:
             self._events.append(
                 f"ran on 1 thread instead of {self.threads}: {busy} other thread(s) were "
                 f"running on this machine's {cores} cores, and a launch of ~{seconds * 1e3:.1f}"
