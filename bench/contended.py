@@ -3,8 +3,9 @@ another process holds a core.
 
 All threads of a numba launch wait for the slowest; a thread that loses its core to
 another process for a scheduler time slice stalls the launch. The numba backend therefore
-runs a launch expected under ``CONTENDED_LAUNCH_SECONDS`` on one thread when
-``/proc/loadavg`` shows other runnable threads (``backends/numba_backend.py``). This script
+runs launches expected under ``CONTENDED_LAUNCH_SECONDS`` on one thread for a second after
+one took ``CONTENDED_SLOWDOWN`` times its expected time (``backends/numba_backend.py``).
+This script
 times a warm ``fc.check`` of the built-in S network with ``threads=1``, ``threads=2`` and
 the default, first on a quiet machine, then with one busy-looping process per core but
 one (started here), calls back to back, interleaved.

@@ -15,7 +15,6 @@ check (and the next process, through the disk cache) starts with the kernel.
 
 from __future__ import annotations
 
-import os
 import time
 
 import numba
@@ -39,21 +38,19 @@ MIN_CHUNK = 16
 #: many seconds, looking between slices whether the kernel is ready.
 SERIAL_SLICE_SECONDS = 0.02
 
-#: A kernel launch expected to take less than this (cost time x evaluations / threads) runs
-#: on one thread when other threads are running on the machine: all threads of a launch
-#: wait for the slowest, and one that loses its core to another process for a time slice
-#: (milliseconds) made a 1.3 ms check of the S network take 7 ms, against 3 ms on one thread.
+#: Short launches (expected under this many seconds: cost time x evaluations / threads)
+#: watch for a busy machine. All threads of a launch wait for the slowest, and one that
+#: loses its core to another process for a time slice (milliseconds) made a 1.3 ms check of
+#: the S network take 7.5 ms, against 3.0 ms on one thread (bench/contended.py).
 CONTENDED_LAUNCH_SECONDS = 0.005
-
-
-def runnable_threads() -> int:
-    """Threads runnable on this machine now, the calling one included (Linux: the running
-    count of ``/proc/loadavg``; 0 where it cannot be read)."""
-    try:
-        with open("/proc/loadavg", "rb") as f:
-            return int(f.read().split()[3].split(b"/")[0])
-    except (OSError, ValueError, IndexError):
-        return 0
+#: A short launch on several threads that takes this many times its expected time marks
+#: the machine busy: short launches then run on one thread for CONTENDED_MEMORY_SECONDS,
+#: after which several threads are tried again. (Reading the machine's load instead, from
+#: /proc/loadavg, misjudged a quiet machine 5 % of the time: numba's own workers spin.)
+CONTENDED_SLOWDOWN = 2.5
+CONTENDED_MEMORY_SECONDS = 1.0
+#: Until when (``time.perf_counter()``) short launches run on one thread.
+_one_thread_until = [0.0]
 
 
 def max_threads() -> int:
@@ -158,29 +155,32 @@ class NumbaBackend(Backend):
 
     def _kernel(self, indices, x_plus, x_minus):
         kernel = self._cached if self._cached is not None else central_values
-        self._yield_cores_if_contended(indices.shape[0])
+        expected = self._short_launch(indices.shape[0])
+        start = time.perf_counter()
         with numba.parallel_chunksize(1):  # hand out chunks dynamically
-            return kernel(*self._kernel_args(indices, x_plus, x_minus))
+            out = kernel(*self._kernel_args(indices, x_plus, x_minus))
+        if expected and self.threads > 1 and \
+                time.perf_counter() - start > CONTENDED_SLOWDOWN * expected:
+            _one_thread_until[0] = time.perf_counter() + CONTENDED_MEMORY_SECONDS
+        return out
 
-    def _yield_cores_if_contended(self, n: int) -> None:
-        """Run a short launch on one thread when other processes hold the other cores (see
-        CONTENDED_LAUNCH_SECONDS); the numbers do not depend on the thread count."""
+    def _short_launch(self, n: int) -> float:
+        """The expected seconds of a short launch of ``n`` components (0 for a long one, or
+        with ``threads=`` given); on one thread while the machine was seen busy (see
+        CONTENDED_SLOWDOWN). The numbers do not depend on the thread count."""
         if not self._may_yield_cores or self.threads == 1:
-            return
+            return 0.0
         seconds = 2 * n * self.problem.cost_seconds / self.threads
         if not seconds < CONTENDED_LAUNCH_SECONDS:
-            return
-        # This check's own threads count as running: after a launch numba's workers spin
-        # for a while, and one of them was taken for another process's before.
-        busy = runnable_threads() - self.threads
-        cores = os.cpu_count() or self.threads
-        if busy > 0 and busy + self.threads > cores:
+            return 0.0
+        if time.perf_counter() < _one_thread_until[0]:
             self._events.append(
-                f"ran on 1 thread instead of {self.threads}: {busy} other thread(s) were "
-                f"running on this machine's {cores} cores, and a launch of ~{seconds * 1e3:.1f}"
-                f" ms waits for its slowest thread")
+                f"ran on 1 thread instead of {self.threads}: a launch this short waits for "
+                f"its slowest thread, and one lately took over {CONTENDED_SLOWDOWN:g}x its "
+                "time (another process held a core)")
             self.threads = 1
             numba.set_num_threads(1)
+        return seconds
 
     def events(self) -> list[str]:
         """Why the check ran on fewer threads than it could (a busy machine), if it did."""
