@@ -46,7 +46,7 @@ import numpy as np
 
 #: A child still compiling after this many seconds is stuck (e.g. a lock held at fork
 #: time by another thread of the user's): its alarm ends it and the parent compiles.
-WATCHDOG_SECONDS = 300
+WATCHDOG_SECONDS = 180
 #: Environment switch: "0", "false" or "no" turns the fork off.
 ENV_SWITCH = "FASTCHECK_KERNEL_FORK"
 
@@ -139,7 +139,7 @@ def start(cost: Any, grad: Any, params: Any, args: Any, backend: str,
         return None
     if backend not in ("auto", "numba") or mode != "full" or grad is True \
             or not isinstance(params, np.ndarray) or params.ndim != 1 \
-            or params.dtype not in (np.float64, np.float32) or "numba" not in sys.modules:
+            or "numba" not in sys.modules:  # (no numba loaded: nothing can be jitted)
         return None
     from numba.core.registry import CPUDispatcher
 
