@@ -224,7 +224,9 @@ def test_warm_and_ineligible_checks_do_not_fork(run):
         def local_cost(theta, a):  # defined in __main__: its kernel cannot be cached
             return a * np.sum(theta ** 2)
 
-        fc.check(local_cost, 4.0 * theta, theta, (2.0,))
+        fc.check(local_cost, 4.0 * theta, theta, (2.0,))  # starts numba's threads
+        import numba
+        out["layer"] = numba.threading_layer()
         fc.check(cost, grad, theta, (2.0,), backend="serial")
         fc.check(cost, grad, theta, (2.0,), mode="directional")
         out["ineligible"] = out["forks"]
@@ -232,9 +234,13 @@ def test_warm_and_ineligible_checks_do_not_fork(run):
         for _ in range(3):  # warm in this process: no fork, no look at the disk
             fc.check(cost, grad, theta, (2.0,))
         out["probes"] = len(probes)
+        record(fc.check(cost, grad, theta, (2.0,)))
     """)
     assert out["ineligible"] == 0
     assert out["forks"] == 1 and out["probes"] == 1
+    # forked after the parent's threading layer ran a parallel region (omp, here): the
+    # child only compiled, and handed the kernel over
+    assert out["misses"] == 0 and out["hits"] == 1 and out["passed"] and not out["left"]
     nojit = run("out['passed'] = bool(fc.check(cost, grad, theta, (2.0,)).passed)",
                 NUMBA_DISABLE_JIT="1")
     assert nojit["forks"] == 0 and nojit["passed"]
