@@ -14,21 +14,26 @@ parallel; a check done first waits for the child at its end, so that no process 
 
 Only when it can pay and is safe: Linux (``fork``), the numba backend, an importable
 ``@njit`` cost with a flat params vector, numba's JIT on, the kernel neither compiled in
-this process nor in numba's disk cache for these argument types, and not a TBB threading
-layer already running (its fork handler shuts TBB's workers down in the parent). Each
-cost is considered once per process (``_considered``), so a warm check costs one dict
-look-up here. ``FASTCHECK_KERNEL_FORK=0`` turns it off.
+this process nor in numba's disk cache for these argument types, a core that looks idle
+(``_spare_core``), and not a TBB threading layer already running (numba's TBB layer joins
+its workers in a fork handler of the parent, and warns when the fork is not made from the
+main thread: numba PR #6208). Each cost is considered once per process
+(``_considered``), so a warm check costs one dict look-up here. ``FASTCHECK_KERNEL_FORK``
+turns it off (``0``) or on whenever the check qualifies (``1``).
 
 The child only compiles: it never launches a parallel region. After a check with another
-cost, the parent may already run GNU OpenMP threads; libgomp's thread pool does not
-survive a fork, and numba's ``omp`` layer terminates a forked child that starts a
-parallel region (the check is in ``parallel_for``, not at fork time: numba issue #7872,
-PteraSoftware PR #287). Compiling is safe: the child finds the threading layer already
-initialised (or initialises its own) and never calls into it. The child ignores SIGINT
-(the parent decides), writes nothing (its stdio goes to ``/dev/null``), runs nothing of
-the parent's ``atexit``, never raises into the parent and ends with ``os._exit``; a
-watchdog alarm ends it if it ever hangs. A child that fails or dies only means the
-parent compiles the kernel itself, as it did before.
+cost, the parent may already run GNU OpenMP threads; libgomp is not fork-safe, and
+numba's ``omp`` layer terminates a forked child that starts a parallel region (numba's
+docs, "The Threading Layers", Extra notes; the check sits in ``parallel_for``, so a
+child that never runs a parallel region is not affected: PteraSoftware PR #287; the
+``workqueue`` layer hangs a forked child that runs one: numba issue #7872). Compiling is
+safe: lowering the kernel only looks the layer up (already initialised in the parent, or
+initialised in the child itself), and numba's cross-process lock around that set-up is
+replaced by a private one in the child, so that killing the child can never leave it
+held. The child ignores SIGINT (the parent decides), writes nothing (its stdio goes to
+``/dev/null``), runs nothing of the parent's ``atexit``, never raises into the parent and
+ends with ``os._exit``; a watchdog alarm ends it if it ever hangs. A child that fails or
+dies only means that the parent compiles the kernel itself, as it did before.
 """
 
 from __future__ import annotations
@@ -47,7 +52,8 @@ import numpy as np
 #: A child still compiling after this many seconds is stuck (e.g. a lock held at fork
 #: time by another thread of the user's): its alarm ends it and the parent compiles.
 WATCHDOG_SECONDS = 180
-#: Environment switch: "0", "false" or "no" turns the fork off.
+#: Environment switch: "0"/"false"/"no" never forks, "1"/"true"/"yes" forks whenever the
+#: check qualifies, unset (or "auto") forks only when a core looks idle (``_spare_core``).
 ENV_SWITCH = "FASTCHECK_KERNEL_FORK"
 
 _AVAILABLE = sys.platform.startswith("linux") and hasattr(os, "fork")
@@ -93,8 +99,31 @@ class Child:
                 self._reap(block=True)
 
 
-def _disabled() -> bool:
-    return os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no")
+def _setting() -> str:
+    """``"off"``, ``"on"`` or ``"auto"`` (see ``ENV_SWITCH``)."""
+    value = os.environ.get(ENV_SWITCH, "auto").strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return "off"
+    return "on" if value in ("1", "true", "yes", "on") else "auto"
+
+
+def _spare_core() -> bool:
+    """Does a core look idle for the child? The child's work only overlaps the parent's
+    on a core of its own: it also compiles the cost again (and numba's set-up), ~2 s of
+    CPU more than compiling in process, so on a busy machine it made the first run
+    slower (12.2 s instead of 8.3 s at a load average of 2.8 on 2 cores).
+
+    Nothing else runnable right now besides this thread (``/proc/loadavg``'s running
+    tasks) and a 1-minute load average below ``cpus - 0.5``.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+        with open("/proc/loadavg") as fh:
+            fields = fh.read().split()
+        load, running = float(fields[0]), int(fields[3].split("/")[0])
+    except (OSError, ValueError, IndexError, AttributeError):
+        return False
+    return running - 1 <= cpus - 2 and load <= cpus - 0.5
 
 
 def _call_types(params: np.ndarray, args: Any) -> tuple:
@@ -147,7 +176,8 @@ def start(cost: Any, grad: Any, params: Any, args: Any, backend: str,
         return None
     if len(_considered) < 10_000:  # whatever is decided below holds for this process
         _considered[id(cost)] = cost
-    if _disabled():
+    setting = _setting()
+    if setting == "off":
         return None
     from ._kernel_cache import cached_kernel
 
@@ -158,7 +188,8 @@ def start(cost: Any, grad: Any, params: Any, args: Any, backend: str,
         types = _call_types(params, args)
     except Exception:  # an argument numba cannot type: the check will say so
         return None
-    if types in kernel.overloads or _in_disk_cache(kernel, types) or _tbb_running():
+    if types in kernel.overloads or _in_disk_cache(kernel, types) or _tbb_running() \
+            or (setting == "auto" and not _spare_core()):
         return None
     return _fork(kernel, types)
 

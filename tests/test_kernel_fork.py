@@ -112,6 +112,7 @@ def run(tmp_path_factory):
     def _run(code: str, cache: str | None = None, **env: str) -> dict:
         cache = cache or f"cache{next(fresh)}"
         script = PRELUDE + textwrap.dedent(code) + "\nprint(json.dumps(out))\n"
+        env = {"FASTCHECK_KERNEL_FORK": "1", **env}  # fork even on a busy machine
         full_env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, str(tmp_path)]),
                         NUMBA_CACHE_DIR=str(tmp_path / cache), **env)
         full_env.pop("FASTCHECK_CACHE_DIR", None)
@@ -270,3 +271,40 @@ def test_predicted_types_are_the_backends():
     if backend._cached is None:  # the argument-taking kernel: the cost comes first
         expected = expected[1:]
     assert _kernel_fork._call_types(theta, args) == expected
+
+
+@pytest.fixture
+def decide(monkeypatch, tmp_path):
+    """``decide(setting, spare_core)``: would ``start`` fork? (``_fork`` only recorded)."""
+    import numba
+
+    monkeypatch.setenv("FASTCHECK_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_kernel_fork, "_in_disk_cache", lambda kernel, types: False)
+    forks: list = []
+    monkeypatch.setattr(_kernel_fork, "_fork", lambda kernel, types: forks.append(types))
+    cost = numba.njit(_module_cost)
+    monkeypatch.setitem(globals(), "_module_cost_jitted", cost)
+    cost.__qualname__ = "_module_cost_jitted"  # importable: the kernel could be cached
+
+    def _decide(setting: str, spare: bool) -> bool:
+        monkeypatch.setenv(_kernel_fork.ENV_SWITCH, setting)
+        monkeypatch.setattr(_kernel_fork, "_spare_core", lambda: spare)
+        monkeypatch.setattr(_kernel_fork, "_considered", {})
+        forks.clear()
+        _kernel_fork.start(cost, None, np.zeros(3), (2.0,), "auto", "full")
+        return len(forks) == 1
+
+    return _decide
+
+
+def _module_cost(theta, a):
+    return a * np.sum(theta ** 2)
+
+
+@pytest.mark.parametrize(("setting", "spare", "forks"), [
+    ("auto", True, True), ("auto", False, False), ("", False, False),
+    ("1", False, True), ("0", True, False), ("no", True, False)])
+def test_the_switch_and_the_idle_core_decide(decide, setting, spare, forks):
+    """Unset/"auto" forks only when a core looks idle (on a busy machine the child's
+    duplicate compile of the cost made the first run slower); "1" always, "0" never."""
+    assert decide(setting, spare) is forks
