@@ -38,7 +38,6 @@ dies only means that the parent compiles the kernel itself, as it did before.
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import sys
@@ -268,19 +267,17 @@ def reap(failed: bool) -> None:
             child.wait()
 
 
-def reaps_children(func: Callable) -> Callable:
-    """Decorate ``fc.check``: whatever way it ends, no child of its outlives it."""
-
-    @functools.wraps(func)
-    def checked(*args: Any, **kwargs: Any) -> Any:
-        try:
-            result = func(*args, **kwargs)
-        except BaseException:
-            if _children:
-                reap(failed=True)
-            raise
-        if _children:
-            reap(failed=False)
-        return result
-
-    return checked
+def check_reaping(check: Callable, scope: dict) -> Any:
+    """Run ``check`` with the arguments it was given (``scope``: its locals where it
+    forked, options already validated) and reap the children whatever way it ends: no
+    child outlives ``fc.check``. The inner call does not fork again (the cost has been
+    considered)."""
+    code = check.__code__
+    names = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+    try:
+        result = check(**{name: scope[name] for name in names})
+    except BaseException:
+        reap(failed=True)
+        raise
+    reap(failed=False)
+    return result

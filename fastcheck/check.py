@@ -93,7 +93,6 @@ class _Progress:
             self._bar.close()
 
 
-@_kernel_fork.reaps_children
 def check(
     cost: Callable[..., Any],
     grad: Any,
@@ -217,8 +216,10 @@ def check(
     method = _validate_choice("method", method, METHOD_NAMES)
     if mode == "directional" and method != "central":
         raise ValueError(f'mode="directional" uses central differences; got method={method!r}')
-    # first check of a cost whose kernel is in no cache: a child compiles it meanwhile
-    _kernel_fork.start(cost, grad, params, args, backend, mode)
+    if _kernel_fork.start(cost, grad, params, args, backend, mode) is not None:
+        # first check of this cost, its kernel in no cache: a child compiles the kernel
+        # meanwhile; this check runs again under a guard that no child outlives
+        return _kernel_fork.check_reaping(check, locals())
     problem = prepare(cost, grad, params, args, layout)
     if mode == "directional":
         _directional_refusals(sample=sample, max_failures=max_failures, backend=backend,
