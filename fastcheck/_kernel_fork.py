@@ -42,7 +42,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -65,7 +64,6 @@ class Child:
 
     def __init__(self, pid: int, kernel: Any, types: tuple):
         self.pid, self.kernel, self.types = pid, kernel, types
-        self.started = time.perf_counter()
         self.exit_code: int | None = None  # once reaped
         self._lock = threading.Lock()
 
