@@ -245,19 +245,31 @@ def _compile_kernel(kernel, types: tuple) -> float:
 
 
 class KernelCompile(threading.Thread):
-    """The compile of one kernel for one set of argument types, on its own thread."""
+    """The compile of one kernel for one set of argument types, on its own thread.
 
-    def __init__(self, kernel, types: tuple):
+    With a ``child`` (``_kernel_fork``: a process compiling the kernel into numba's disk
+    cache), the thread first waits for it, then loads the kernel from the disk cache; or
+    skips the load when the check no longer ``needed`` it; or compiles it here when the
+    child failed.
+    """
+
+    def __init__(self, kernel, types: tuple, child=None):
         super().__init__(name="fastcheck-compile")
-        self.kernel, self.types = kernel, types
+        self.kernel, self.types, self.child = kernel, types, child
+        self.needed = True
         self.seconds = 0.0
         self.error: BaseException | None = None
 
     def run(self) -> None:
+        start = time.perf_counter()
         try:
-            self.seconds = _compile_kernel(self.kernel, self.types)
+            if self.child is not None and self.child.wait() and not self.needed:
+                return
+            _compile_kernel(self.kernel, self.types)
         except BaseException as exc:  # handed to the check, on its thread
             self.error = exc
+        finally:
+            self.seconds = time.perf_counter() - start
 
 
 def _fingerprint(value) -> object:
@@ -303,7 +315,9 @@ def kernel_compile(kernel, call_args: tuple) -> KernelCompile | None:
         else:
             _ready.add(key)
             return None
-    job = KernelCompile(kernel, types)
+    from ._kernel_fork import claim
+
+    job = KernelCompile(kernel, types, claim(kernel, types))
     job.start()
     return job
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import _driver, _methods, _plan, _steps, _verdict
+from . import _driver, _kernel_fork, _methods, _plan, _steps, _verdict
 from ._inputs import Problem, measure_hidden_low_precision, prepare
 from ._methods import METHOD_NAMES
 from .backends import BACKEND_NAMES, choose_backend, create_backend
@@ -216,6 +216,10 @@ def check(
     method = _validate_choice("method", method, METHOD_NAMES)
     if mode == "directional" and method != "central":
         raise ValueError(f'mode="directional" uses central differences; got method={method!r}')
+    if _kernel_fork.start(cost, grad, params, args, backend, mode) is not None:
+        # first check of this cost, its kernel in no cache: a child compiles the kernel
+        # meanwhile; this check runs again under a guard that no child outlives
+        return _kernel_fork.check_reaping(check, locals())
     problem = prepare(cost, grad, params, args, layout)
     if mode == "directional":
         _directional_refusals(sample=sample, max_failures=max_failures, backend=backend,

@@ -130,6 +130,7 @@ class NumbaBackend(Backend):
         """Restore BLAS's and numba's thread counts."""
         try:
             if self._pending is not None:  # a check done before its kernel was ready:
+                self._pending.needed = False  # (a forked child's kernel: not loaded here)
                 self._pending.join()  # no thread outlives the check; the next one is fast
                 self.compile_seconds += self._pending.seconds
                 self._pending = None
