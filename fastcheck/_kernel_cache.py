@@ -307,8 +307,8 @@ def kernel_compile(kernel, call_args: tuple) -> KernelCompile | None:
         warnings.filterwarnings("ignore", message='Cannot cache compiled function '
                                 '"central_values"', category=NumbaWarning)
         _warnings_quiet.append(True)
-    if _on_disk(kernel, types):
-        try:  # a load from numba's disk cache: here, not on a thread (see _on_disk)
+    if on_disk(kernel, types):
+        try:  # a load from numba's disk cache: here, not on a thread (see on_disk)
             kernel.compile(types)
         except Exception:  # pragma: no cover - the thread below meets it and reports it
             pass
@@ -322,16 +322,16 @@ def kernel_compile(kernel, call_args: tuple) -> KernelCompile | None:
     return job
 
 
-def _on_disk(kernel, types: tuple) -> bool:
-    """Whether numba's disk cache holds ``kernel`` for ``types`` (its index names them).
+def on_disk(kernel, types: tuple, unknown: bool = False) -> bool:
+    """Whether numba's disk cache holds ``kernel`` for ``types`` (its index names them);
+    ``unknown`` when numba's cache internals, which this reads, cannot tell.
 
     Such a load takes ~0.03 s on the calling thread, against ~0.17 s on a thread that
-    needs the GIL back from the serial loop after each of its ~700 LLVM calls. This asks
-    numba's cache internals; anything unexpected means False (the background thread).
+    needs the GIL back from the serial loop after each of its ~700 LLVM calls.
     """
     try:
         cache = kernel._cache
         key = cache._index_key(types, kernel.targetctx.codegen())
         return key in cache._cache_file._load_index()
     except Exception:
-        return False
+        return unknown

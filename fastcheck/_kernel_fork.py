@@ -136,17 +136,11 @@ def _call_types(params: np.ndarray, args: Any) -> tuple:
 
 
 def _in_disk_cache(kernel: Any, types: tuple) -> bool:
-    """Is the kernel in numba's disk cache for ``types``? One read of the cache index.
+    """Is the kernel in numba's disk cache for ``types``? When numba's cache internals
+    cannot tell, True (do not fork: the compile thread finds out as before)."""
+    from ._kernel_cache import on_disk
 
-    Uses numba's cache internals; when they cannot be read the answer is True (do not
-    fork: the compile thread finds out as before).
-    """
-    try:
-        cache = kernel._cache
-        key = cache._index_key(types, kernel.targetctx.codegen())
-        return key in cache._cache_file._load_index()
-    except Exception:
-        return True
+    return on_disk(kernel, types, unknown=True)
 
 
 def _tbb_running() -> bool:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -13,6 +11,13 @@ import numpy as np
 from . import _driver, _kernel_fork, _methods, _plan, _steps, _verdict
 from ._inputs import Problem, measure_hidden_low_precision, prepare
 from ._methods import METHOD_NAMES
+from ._options import (
+    validate_choice,
+    validate_eps,
+    validate_fraction,
+    validate_optional_count,
+    validate_rtol,
+)
 from .backends import BACKEND_NAMES, choose_backend, create_backend
 from .layout import Layout
 from .report import Report, Run
@@ -21,55 +26,6 @@ __all__ = ["check", "assert_gradient"]
 
 BackendName = Literal["auto", "numba", "processes", "threads", "serial", "dask"]
 MODES = ("full", "directional")
-
-
-# -- option validation ----------------------------------------------------------------------
-def _validate_eps(eps: Any) -> float | str:
-    if isinstance(eps, str):
-        if eps != "auto":
-            raise ValueError(f'eps must be "auto" or a positive float, got {eps!r}')
-        return eps
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
-        raise TypeError(f'eps must be "auto" or a positive float, got {type(eps).__name__}')
-    value = float(eps)
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f'eps must be "auto" or a positive finite float, got {eps!r}')
-    return value
-
-
-def _validate_rtol(rtol: Any) -> float:
-    if isinstance(rtol, bool) or not isinstance(rtol, numbers.Real):
-        raise TypeError(f"rtol must be a positive float, got {type(rtol).__name__}")
-    value = float(rtol)
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"rtol must be a positive finite float, got {rtol!r}")
-    return value
-
-
-def _validate_optional_count(name: str, value: Any) -> int | None:
-    """None, or a positive int (``threads``, ``max_failures``)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be None or a positive int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be None or a positive int, got {value}")
-    return int(value)
-
-
-def _validate_fraction(name: str, value: Any) -> float:
-    """A float strictly between 0 and 1 (``confidence``, ``target_rate``)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a float in (0, 1), got {value!r}")
-    if not 0.0 < float(value) < 1.0:
-        raise ValueError(f"{name} must be in (0, 1), got {value!r}")
-    return float(value)
-
-
-def _validate_choice(name: str, value: Any, allowed: tuple) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-    return value
 
 
 # -- the driver ---------------------------------------------------------------------------
@@ -205,21 +161,19 @@ def check(
     True
     """
     start = time.perf_counter()
-    eps = _validate_eps(eps)
-    rtol = _validate_rtol(rtol)
-    backend = _validate_choice("backend", backend, BACKEND_NAMES)
-    threads = _validate_optional_count("threads", threads)
-    confidence = _validate_fraction("confidence", confidence)
-    target_rate = _validate_fraction("target_rate", target_rate)
-    max_failures = _validate_optional_count("max_failures", max_failures)
-    mode = _validate_choice("mode", mode, MODES)
-    method = _validate_choice("method", method, METHOD_NAMES)
+    eps = validate_eps(eps)
+    rtol = validate_rtol(rtol)
+    backend = validate_choice("backend", backend, BACKEND_NAMES)
+    threads = validate_optional_count("threads", threads)
+    confidence = validate_fraction("confidence", confidence)
+    target_rate = validate_fraction("target_rate", target_rate)
+    max_failures = validate_optional_count("max_failures", max_failures)
+    mode = validate_choice("mode", mode, MODES)
+    method = validate_choice("method", method, METHOD_NAMES)
     if mode == "directional" and method != "central":
         raise ValueError(f'mode="directional" uses central differences; got method={method!r}')
-    if _kernel_fork.start(cost, grad, params, args, backend, mode) is not None:
-        # first check of this cost, its kernel in no cache: a child compiles the kernel
-        # meanwhile; this check runs again under a guard that no child outlives
-        return _kernel_fork.check_reaping(check, locals())
+    if _kernel_fork.start(cost, grad, params, args, backend, mode) is not None:  # a child
+        return _kernel_fork.check_reaping(check, locals())  # compiles the kernel meanwhile
     problem = prepare(cost, grad, params, args, layout)
     if mode == "directional":
         _directional_refusals(sample=sample, max_failures=max_failures, backend=backend,
