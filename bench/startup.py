@@ -164,12 +164,29 @@ def limit_loop():  # the limit, run: 2N evaluations / threads in an njit loop, o
 def other_work():  # 20 ms on the main thread: timing the forward pass
     return forward_seconds(p.cost, p.theta, p.args, target=0.02)
 
+from numba import njit, prange
+
+@njit(parallel=True)
+def _on_threads(cost, x, args, n, threads):  # every thread: n evaluations, as the kernel
+    total = np.zeros(threads)
+    for t in prange(threads):
+        y = x.copy()
+        for _ in range(n):
+            total[t] += cost(y, *args)
+    return total.sum()
+
+def parallel_limit():  # the limit, run on the kernel's threads (a busy host slows them)
+    with single_threaded_blas():
+        _on_threads(p.cost, x, p.args, per_thread, threads)
+
 for _ in range(10):
-    check(); limit_loop()
-timed = {"check": [], "limit_loop": [], "check_after": [], "limit_loop_after": []}
+    check(); limit_loop(); parallel_limit()
+timed = {"check": [], "limit_loop": [], "parallel_limit": [], "check_after": [],
+         "limit_loop_after": [], "parallel_limit_after": []}
 forwards = []
 for _ in range(ROUNDS):  # interleaved, so that a busy spell hits every case alike
-    for name, fn in (("check", check), ("limit_loop", limit_loop)):
+    for name, fn in (("check", check), ("limit_loop", limit_loop),
+                     ("parallel_limit", parallel_limit)):
         for i in range(25):  # back to back, as pytest-benchmark's rounds: the last 20
             start = time.perf_counter()
             fn()
@@ -345,7 +362,11 @@ def table(r: dict) -> str:
         f"{small['limit'] * 1e3:.2f} ms (t_forward {small['t_forward'] * 1e6:.2f} us, "
         f"{small['threads']} threads): {s_ratio:.2f}x the limit (target <= {TARGET_SMALL}x: "
         f"{'met' if s_ratio <= TARGET_SMALL else 'NOT met'}); the limit run as an njit loop "
-        f"the same way: {small['limit_loop'] * 1e3:.2f} ms",
+        f"the same way: {small['limit_loop'] * 1e3:.2f} ms"
+        + (f"; on {small['threads']} threads (an njit prange loop, as the kernel runs): "
+           f"{small['parallel_limit'] * 1e3:.2f} ms, the check "
+           f"{small['check'] / small['parallel_limit']:.2f}x that"
+           if "parallel_limit" in small else ""),
         f"A single call right after 20 ms of other work (a cold CPU: caches and predictors "
         f"hold the other work): check {small['check_after'] * 1e3:.2f} ms, the limit's njit "
         f"loop {small['limit_loop_after'] * 1e3:.2f} ms: "
