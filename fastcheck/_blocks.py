@@ -35,8 +35,8 @@ class BlockReport:
     verdict: str
     n_kinks: int = 0
     failure_rate_bound: float | None = None
-    #: Components that passed only because the cost's noise hides an error of half the
-    #: gradient (a float32 cost): a block with every component so is "warn", not "pass".
+    #: Components whose noise floor (a float32 cost) is above a quarter of their gradient,
+    #: so a factor-2 error could pass: a block of nothing else is "warn", not "pass".
     n_unresolved: int = 0
 
 

@@ -56,7 +56,7 @@ class Progress:
     #: one-sided slopes, unconfirmed (an array grad, or beyond MAX_CONFIRMATIONS): a
     #: report may suggest passing grad as a function.
     off_hull: list[int] = field(default_factory=list)
-    #: Per target: passed only because the cost's noise hides an error of half its
+    #: Per target: its noise floor (a float32 cost) is above a quarter of its
     #: gradient (see ``unresolved``); all False for a float64 cost.
     unresolved: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
@@ -77,7 +77,7 @@ def chunk_schedule(n: int, first: int = FIRST_CHUNK, largest: int = DEFAULT_CHUN
 def unresolved(problem, analytic: np.ndarray, numeric: np.ndarray, floor: np.ndarray
                ) -> np.ndarray:
     """Components whose error floor is so high (the measured noise of a float32 cost, e.g.
-    one with a large constant term) that an error of half the gradient would pass."""
+    one with a large constant term) that a factor-2 error (half the gradient) could pass."""
     if not problem.noise > 0:
         return np.zeros(analytic.shape[0], dtype=bool)
     with np.errstate(invalid="ignore"):

@@ -166,8 +166,8 @@ class Report:
         directional : Directional or None, optional
             What the directions tested (directional mode only).
         unresolved : numpy.ndarray or None, optional
-            Per checked component: passed only because the cost's noise hides an error of
-            half its gradient (see ``_driver.unresolved``).
+            Per checked component: its noise floor (a float32 cost) is above a quarter of its
+            gradient, so a factor-2 error could pass there (see ``_driver.unresolved``).
 
         Returns
         -------
