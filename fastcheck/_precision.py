@@ -29,9 +29,12 @@ import numpy as np
 EPS64 = float(np.finfo(np.float64).eps)
 EPS32 = float(np.finfo(np.float32).eps)
 
-#: Relative noise of J above which the cost is taken to compute in low precision: far
-#: above float64 roundoff (~1e-16) and far below float32's (~1e-8 .. 1e-7).
-LOW_PRECISION_NOISE = 1e-11
+#: Relative noise of J above which the cost is taken to compute in low precision: ~450x
+#: float64 roundoff (~1e-16), far more than the float64 check's roundoff floor covers
+#: (32 eps |J| / h), and below float32's (~1e-8 .. 1e-7) even when a large constant term
+#: inflates |J|: float(loss_in_float32) + 1e4 has a noise of ~1.7e-12 |J| (it was 1e-11,
+#: which classed that cost as float64 and failed its correct gradient).
+LOW_PRECISION_NOISE = 1e-13
 #: Spacing of the probe points, relative to max(1, |theta_i|): hundreds of float32 ulps,
 #: so each point is a distinct float32 input, and small enough that the 4th differences of
 #: a smooth J (spacing**4 * J'''') are far below any noise.
@@ -69,8 +72,13 @@ def estimate_noise(value_at: Callable[[np.ndarray], float], theta: np.ndarray
 
     The median over probe lines of ``rms(4th differences) / sqrt(70)``, robust to a line
     that crosses a kink. A line along which J is exactly constant (a component without
-    influence: a dead ReLU unit, a dropped-out input) says nothing and is left out; 0 when
-    every line is such.
+    influence: a dead ReLU unit, a dropped-out input) says nothing and is left out. When
+    J is constant even along the random directions through every component, it is
+    *quantized* coarser than its changes at this spacing (a float32 cost with a large
+    value, J = loss + 1e4: its float32 spacing ~1e-3 hides every probe step): the noise is
+    then the rounding of J to float32, ``0.5 * eps32 * |J|``. (This probe runs for float32
+    models only; before, such a cost measured 0 noise, was checked as float64, and a
+    correct gradient failed.)
     """
     rng = np.random.default_rng(0)  # the probe is part of the method: always the same
     n = theta.shape[0]
@@ -79,16 +87,20 @@ def estimate_noise(value_at: Callable[[np.ndarray], float], theta: np.ndarray
              for i in rng.choice(n, size=min(n, PROBE_COMPONENTS), replace=False)]
     lines += [rng.choice((-1.0, 1.0), size=n) for _ in range(PROBE_DIRECTIONS if n > 1 else 0)]
     offsets = np.arange(PROBE_POINTS) - PROBE_POINTS // 2
-    estimates, largest = [], 0.0
+    estimates, largest, constant = [], 0.0, []
     for direction in lines:
         step = PROBE_SPACING * scale * direction
         values = np.array([value_at(theta + k * step) for k in offsets])
         largest = max(largest, float(np.max(np.abs(values))))
-        if np.all(values == values[0]):
+        constant.append(bool(np.all(values == values[0])))
+        if constant[-1]:
             continue
         fourth = np.diff(values, n=4)
         estimates.append(math.sqrt(float(np.mean(fourth**2)) / 70.0))
     noise = float(np.median(estimates)) if estimates else 0.0
+    through_all = constant[-PROBE_DIRECTIONS:] if n > 1 else constant
+    if all(through_all) and largest > 0:  # quantized: see the docstring
+        noise = max(noise, 0.5 * EPS32 * largest)
     return noise, largest, len(lines) * PROBE_POINTS
 
 

@@ -90,3 +90,44 @@ def test_the_unresolved_rule():
     assert _driver.unresolved(_Noisy, a, n, floor).tolist() == [False, True, True, True,
                                                                   False]
     assert not _driver.unresolved(_Quiet, a, n, floor).any()  # float64: roundoff, not noise
+
+
+def _variant(seed: int, variant: str):
+    """float32 arithmetic behind a Python float, with a large constant term."""
+    p, x, y = make_mlp(seed)
+    if variant == "float(loss32) + 1e4":  # the loss rounded in float32, then a float64 sum
+        return p, x, y, lambda q: float(loss(q, x, y, np.float32)) + 1e4
+    # the sum rounded in float32 too: its spacing (~1e-3) hides every probe step
+    return p, x, y, lambda q: float(loss(q, x, y, np.float32) + np.float32(1e4))
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("variant", ["float(loss32) + 1e4", "float(loss32 + 1e4)"])
+def test_float32_arithmetic_behind_a_python_float_with_a_large_value_never_false_alarms(
+        seed, variant):
+    """Both used to be classed as "follows its input's dtype" (a noise of 1.7e-12 |J|
+    below the old 1e-11 threshold; a probe that saw J constant on every line measured 0)
+    and checked as float64: correct gradients failed with dozens of components."""
+    p, x, y, cost = _variant(seed, variant)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        right = fc.check(cost, lambda q: grads(q, x, y, np.float32), p)
+        bugs = [fc.check(cost, lambda q, b=b: grads(q, x, y, np.float32, bug=b), p)
+                for b in ("x2", "reg")]
+    assert right.passed and right.verdict in ("pass", "warn")
+    assert any("computes in float32" in n for n in right.notes)
+    assert all(b.verdict != "pass" for b in bugs)
+
+
+def test_a_probe_that_sees_j_constant_everywhere_takes_float32_rounding_as_noise():
+    from fastcheck import _precision
+
+    theta = np.linspace(-1.0, 1.0, 10)
+
+    def coarse(v):  # J rounded to float32 at a value where its spacing is ~1e-3
+        return float(np.float32(1e4 + 1e-3 * np.sum(v.astype(np.float32))))
+
+    noise, largest, _ = _precision.estimate_noise(coarse, theta)
+    assert noise == pytest.approx(0.5 * _precision.EPS32 * largest)
+    flat = _precision.estimate_noise(lambda v: 3.0, theta)[0]  # constant in float64 too
+    assert flat == pytest.approx(0.5 * _precision.EPS32 * 3.0)
