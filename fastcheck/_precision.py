@@ -32,7 +32,7 @@ EPS32 = float(np.finfo(np.float32).eps)
 #: Relative noise of J above which the cost is taken to compute in low precision: ~450x
 #: float64 roundoff (~1e-16), far more than the float64 check's roundoff floor covers
 #: (32 eps |J| / h), and below float32's (~1e-8 .. 1e-7) even when a large constant term
-#: inflates |J|: float(loss_in_float32) + 1e4 has a noise of ~1.7e-12 |J| (it was 1e-11,
+#: inflates |J|: float(loss_in_float32) + 1e4 has a noise of 4e-12..1.4e-11 |J| (it was 1e-11,
 #: which classed that cost as float64 and failed its correct gradient).
 LOW_PRECISION_NOISE = 1e-13
 #: Spacing of the probe points, relative to max(1, |theta_i|): hundreds of float32 ulps,
