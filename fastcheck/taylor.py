@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from ._blas import single_threaded_blas
-from ._inputs import Problem, normalise_grad, prepare
+from ._inputs import Problem, measure_hidden_low_precision, normalise_grad, prepare
 from ._lazy import is_jitted
 from ._plan import resolve_seed
 from ._taylor_blind import AMBIGUOUS_RATE as AMBIGUOUS_RATE
@@ -275,6 +275,34 @@ def _explicit_steps(steps: Any) -> np.ndarray:
 
 
 # -- the public function ------------------------------------------------------------------
+def _may_hide_low_precision(problem: Problem) -> bool:
+    """A float64 problem whose noise was never measured and whose value at theta is a
+    float32 number: its cost may compute in float32 inside and return a Python float."""
+    return (problem.noise == 0 and not problem.probe_evaluations
+            and float(np.float32(problem.j0)) == problem.j0)
+
+
+def _directions(problem: Problem, direction: Any, seed: Any, explicit: np.ndarray | None):
+    """The Taylor runs along ``direction`` (or random ones from ``seed``): one, then more
+    while a block that a random direction can resolve was not, or a 10 % error could too
+    easily have passed (a noisy cost), or an ambiguous failure needs confirming."""
+    d, used_seed, rng = _direction(direction, problem, seed)
+    blas = single_threaded_blas() if is_jitted(problem.cost) else contextlib.nullcontext()
+    with blas:
+        runs = [_along(problem, d, explicit)]
+        best = _Resolution(_groups(problem), _scaled_norm(problem))
+        best.add(runs[-1])
+        while rng is not None:
+            verdict = _verdict(runs, problem.noise > 0)
+            pending = verdict is None  # an ambiguous failure waiting for a second direction
+            if verdict is False or len(runs) >= MAX_DIRECTIONS + pending or not (
+                    pending or best.wanting(runs[-1].limit) or best.miss > MISS_TARGET):
+                break
+            runs.append(_along(problem, _random_direction(rng, problem.theta), explicit))
+            best.add(runs[-1])
+    return d, used_seed, rng, runs, best
+
+
 def taylor_test(
     cost: Callable[..., Any],
     grad: Any,
@@ -336,26 +364,18 @@ def taylor_test(
     True
     """
     problem = prepare(cost, grad, params, args, layout)
-    d, used_seed, rng = _direction(direction, problem, seed)
     explicit = None if steps is None else _explicit_steps(steps)
-    blas = single_threaded_blas() if is_jitted(problem.cost) else contextlib.nullcontext()
-    groups = _groups(problem)
-    with blas:
-        runs = [_along(problem, d, explicit)]
-        best = _Resolution(groups, _scaled_norm(problem))
-        best.add(runs[-1])
-        while rng is not None:
-            verdict = _verdict(runs, problem.noise > 0)
-            pending = verdict is None  # an ambiguous failure waiting for a second direction
-            # Further random directions while a block that a random direction can resolve
-            # (its scaled gradient norm above the limit) was not, or a 10 % error could too
-            # easily have passed (a noisy cost), or an ambiguous failure needs confirming.
-            if verdict is False or len(runs) >= MAX_DIRECTIONS + pending or not (
-                    pending or best.wanting(runs[-1].limit) or best.miss > MISS_TARGET):
-                break
-            runs.append(_along(problem, _random_direction(rng, problem.theta), explicit))
-            best.add(runs[-1])
+    d, used_seed, rng, runs, best = _directions(problem, direction, seed, explicit)
     passed = _verdict(runs, problem.noise > 0 and rng is not None) is not False
+    first_pass = 0
+    if not passed and _may_hide_low_precision(problem):
+        # a float64 problem whose cost may compute in float32 inside (as fc.check does)
+        problem, low = measure_hidden_low_precision(problem)
+        if low:  # its noise, taken for a wrong gradient: test again with the noise
+            first_pass = sum(run.h.size for run in runs)
+            d, used_seed, rng, runs, best = _directions(problem, direction, used_seed,
+                                                        explicit)
+            passed = _verdict(runs, problem.noise > 0 and rng is not None) is not False
     shown = next(run for run in runs if run.passed is passed)
     unresolved = best.unresolved()
     miss = best.miss if rng is not None else math.nan
@@ -376,7 +396,8 @@ def taylor_test(
         rate=float(shown.rate), passed=passed, residuals=shown.r, steps=shown.h,
         used=shown.used, direction=shown.d, floor=shown.floor, stderr=float(shown.stderr),
         slope=float(problem.analytic @ shown.d), j0=float(problem.j0), note=note,
-        evaluations=int(2 + sum(run.h.size for run in runs)), seed=used_seed,
+        evaluations=int(2 + first_pass + sum(run.h.size for run in runs)
+                        + (problem.probe_evaluations if first_pass else 0)), seed=used_seed,
         rates=np.array([run.rate for run in runs]), unresolved=unresolved,
         miss_probability=float(miss),
     )

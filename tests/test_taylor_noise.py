@@ -182,3 +182,38 @@ def test_a_given_direction_never_draws_more():
     result = _float32_test(0, direction=_first_direction(0, 1000))
     assert result.rates.size == 1 and result.seed is None
     assert result.evaluations == 2 + result.steps.size
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_cost_computing_in_float32_behind_float64_params_is_found_by_taylor_test(seed):
+    """float64 params, a cost that casts to float32 inside and returns a Python float: its
+    noise used to read as a wrong gradient (50 of 50 correct gradients failed). As
+    fc.check does, a failing test whose J(theta) is a float32 number measures the noise and
+    tests again with it; bugs still fail."""
+    p, x, y = make_mlp(seed)
+    p64 = {k: v.astype(np.float64) for k, v in p.items()}
+
+    def cost(q):
+        return float(loss(q, x, y, F32))
+
+    def grad(q, bug=None):
+        return {k: v.astype(np.float64) for k, v in grads(q, x, y, F32, bug=bug).items()}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        right = fc.taylor_test(cost, grad, p64, seed=seed)
+        wrong = [fc.taylor_test(cost, lambda q, b=b: grad(q, b), p64, seed=seed)
+                 for b in ("x2", "reg")]
+    assert right.passed
+    # every cost call counted: the failed first pass and the noise probe too
+    assert right.evaluations > 2 + right.steps.size + 64
+    assert not any(w.passed for w in wrong)
+
+
+def test_a_float64_cost_is_not_probed_after_a_failure():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4, 6))
+    theta = rng.normal(size=6)
+    result = fc.taylor_test(lambda v: float(np.sum(np.sin(a @ v))),
+                            lambda v: 2 * a.T @ np.cos(a @ v), theta, seed=0)
+    assert not result.passed and result.evaluations == 2 + result.steps.size
