@@ -362,6 +362,15 @@ def _float32_handling(cost: Callable, theta: np.ndarray, layout: Layout, kind: s
     return (noise if low else 0.0), (note,), probes
 
 
+def may_hide_low_precision(problem: Problem) -> bool:
+    """Could this float64 problem's cost compute in float32 inside and return a Python
+    float? Its noise was never measured (float64 params and value) and its value at theta
+    is a float32 number (else it is not one a float32 computation returns). Callers ask
+    after a failure, then ``measure_hidden_low_precision``."""
+    return (problem.noise == 0 and not problem.probe_evaluations
+            and float(np.float32(problem.j0)) == problem.j0)
+
+
 def measure_hidden_low_precision(problem: Problem) -> tuple[Problem, bool]:
     """Measure the noise of a float64 problem whose check found failures: is the cost
     computing in float32 inside, whatever it is given, and returning a Python float?

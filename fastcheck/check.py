@@ -9,7 +9,7 @@ from typing import Any, Literal
 import numpy as np
 
 from . import _driver, _kernel_fork, _methods, _plan, _steps, _verdict
-from ._inputs import Problem, measure_hidden_low_precision, prepare
+from ._inputs import Problem, may_hide_low_precision, measure_hidden_low_precision, prepare
 from ._methods import METHOD_NAMES
 from ._options import (
     validate_choice,
@@ -347,12 +347,9 @@ def _stop_rule(adaptive: bool, max_failures: int | None, confidence: float,
 
 def _may_hide_low_precision(problem: Problem, state) -> bool:
     """Could the failures of this float64 check be the noise of a cost that computes in
-    float32 inside? Only asked when its noise was never measured (float64 params and
-    value), its value at theta is a float32 number (else it is not one that a float32
-    computation returns, and checking costs nothing more) and a component failed with
-    finite values."""
-    if problem.noise > 0 or problem.probe_evaluations or state.error is not None \
-            or float(np.float32(problem.j0)) != problem.j0:
+    float32 inside (``_inputs.may_hide_low_precision``)? Asked when the check ended
+    without an error and a component failed with finite values."""
+    if state.error is not None or not may_hide_low_precision(problem):
         return False
     kinds = state.kinds[state.finished_positions()]
     return bool(np.any(kinds == _verdict.FAIL))

@@ -52,7 +52,13 @@ from typing import Any
 import numpy as np
 
 from ._blas import single_threaded_blas
-from ._inputs import Problem, measure_hidden_low_precision, normalise_grad, prepare
+from ._inputs import (
+    Problem,
+    may_hide_low_precision,
+    measure_hidden_low_precision,
+    normalise_grad,
+    prepare,
+)
 from ._lazy import is_jitted
 from ._plan import resolve_seed
 from ._taylor_blind import AMBIGUOUS_RATE as AMBIGUOUS_RATE
@@ -275,13 +281,6 @@ def _explicit_steps(steps: Any) -> np.ndarray:
 
 
 # -- the public function ------------------------------------------------------------------
-def _may_hide_low_precision(problem: Problem) -> bool:
-    """A float64 problem whose noise was never measured and whose value at theta is a
-    float32 number: its cost may compute in float32 inside and return a Python float."""
-    return (problem.noise == 0 and not problem.probe_evaluations
-            and float(np.float32(problem.j0)) == problem.j0)
-
-
 def _directions(problem: Problem, direction: Any, seed: Any, explicit: np.ndarray | None):
     """The Taylor runs along ``direction`` (or random ones from ``seed``): one, then more
     while a block that a random direction can resolve was not, or a 10 % error could too
@@ -368,7 +367,7 @@ def taylor_test(
     d, used_seed, rng, runs, best = _directions(problem, direction, seed, explicit)
     passed = _verdict(runs, problem.noise > 0 and rng is not None) is not False
     first_pass = 0
-    if not passed and _may_hide_low_precision(problem):
+    if not passed and may_hide_low_precision(problem):
         # a float64 problem whose cost may compute in float32 inside (as fc.check does)
         problem, low = measure_hidden_low_precision(problem)
         if low:  # its noise, taken for a wrong gradient: test again with the noise
