@@ -42,7 +42,6 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -259,17 +258,18 @@ def reap(failed: bool) -> None:
             child.wait()
 
 
-def check_reaping(check: Callable, scope: dict) -> Any:
-    """Run ``check`` with the arguments it was given (``scope``: its locals where it
-    forked, options already validated) and reap the children whatever way it ends: no
-    child outlives ``fc.check``. The inner call does not fork again (the cost has been
-    considered)."""
-    code = check.__code__
-    names = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
-    try:
-        result = check(**{name: scope[name] for name in names})
-    except BaseException:
-        reap(failed=True)
-        raise
-    reap(failed=False)
-    return result
+class reaping:
+    """``with reaping(cost, grad, params, args, backend, mode):`` around the work of
+    ``fc.check``: forks a child when that pays (``start``), and at the end reaps it
+    (waits for it, or kills it when the check raised): no child outlives ``fc.check``."""
+
+    def __init__(self, cost: Any, grad: Any, params: Any, args: Any, backend: str,
+                 mode: str):
+        self.forked = start(cost, grad, params, args, backend, mode) is not None
+
+    def __enter__(self) -> reaping:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.forked:
+            reap(failed=exc_type is not None)

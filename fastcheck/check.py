@@ -172,75 +172,76 @@ def check(
     method = validate_choice("method", method, METHOD_NAMES)
     if mode == "directional" and method != "central":
         raise ValueError(f'mode="directional" uses central differences; got method={method!r}')
-    if _kernel_fork.start(cost, grad, params, args, backend, mode) is not None:  # a child
-        return _kernel_fork.check_reaping(check, locals())  # compiles the kernel meanwhile
-    problem = prepare(cost, grad, params, args, layout)
-    if mode == "directional":
-        _directional_refusals(sample=sample, max_failures=max_failures, backend=backend,
-                              threads=threads, client=client)
-        if problem.noise > 0:
-            raise ValueError('mode="directional" cannot use the measured noise of a cost that '
-                             'computes in float32 yet; use mode="full" (the default)')
-        from .directional import run_directional
+    # the first check of an njit cost may fork a child compiling its kernel: none outlives
+    # the check
+    with _kernel_fork.reaping(cost, grad, params, args, backend, mode):
+        problem = prepare(cost, grad, params, args, layout)
+        if mode == "directional":
+            _directional_refusals(sample=sample, max_failures=max_failures, backend=backend,
+                                  threads=threads, client=client)
+            if problem.noise > 0:
+                raise ValueError('mode="directional" cannot use the measured noise of a cost that '
+                                 'computes in float32 yet; use mode="full" (the default)')
+            from .directional import run_directional
 
-        bar = _Progress(bool(progress), None, unit="eval")
-        try:
-            return run_directional(problem, eps=eps, rtol=rtol, seed=_plan.resolve_seed(seed),
-                                   start_time=start, confidence=confidence,
-                                   tick=lambda n: bar.advance(n, 0))
-        finally:
-            bar.close()
-    adaptive = isinstance(sample, str) and sample == "auto"
-    if adaptive:
-        n_blocks = int(np.count_nonzero(np.diff(problem.layout.bounds)))
-        sample = max(n_blocks, _plan.auto_sample_size(problem.layout.size, confidence,
-                                                      target_rate))
-    elif isinstance(sample, str):
-        raise ValueError(f'sample must be None, an int, a float in (0, 1] or "auto", '
-                         f'got {sample!r}')
-    plan = _plan.choose_components(problem.layout, sample, seed)
-    targets = _targets(problem, plan.indices, eps)
-    may_stop = adaptive or max_failures is not None
-    order = (_plan.processing_order(problem.layout, plan.indices, plan.seed) if may_stop
-             else np.arange(plan.indices.shape[0], dtype=np.int64))
-    stop = _stop_rule(adaptive, max_failures, confidence, target_rate)
+            bar = _Progress(bool(progress), None, unit="eval")
+            try:
+                return run_directional(problem, eps=eps, rtol=rtol, seed=_plan.resolve_seed(seed),
+                                       start_time=start, confidence=confidence,
+                                       tick=lambda n: bar.advance(n, 0))
+            finally:
+                bar.close()
+        adaptive = isinstance(sample, str) and sample == "auto"
+        if adaptive:
+            n_blocks = int(np.count_nonzero(np.diff(problem.layout.bounds)))
+            sample = max(n_blocks, _plan.auto_sample_size(problem.layout.size, confidence,
+                                                          target_rate))
+        elif isinstance(sample, str):
+            raise ValueError(f'sample must be None, an int, a float in (0, 1] or "auto", '
+                             f'got {sample!r}')
+        plan = _plan.choose_components(problem.layout, sample, seed)
+        targets = _targets(problem, plan.indices, eps)
+        may_stop = adaptive or max_failures is not None
+        order = (_plan.processing_order(problem.layout, plan.indices, plan.seed) if may_stop
+                 else np.arange(plan.indices.shape[0], dtype=np.int64))
+        stop = _stop_rule(adaptive, max_failures, confidence, target_rate)
 
-    def run(problem: Problem, targets: _driver.Targets):
-        chosen, why = choose_backend(backend, problem, plan.indices.shape[0], method, threads)
-        runner = create_backend(chosen, problem, threads, method=method, client=client)
-        used = method
-        bar = _Progress(bool(progress), plan.indices.shape[0])
-        try:
-            with runner:
-                notes: list[str] = list(problem.notes) + ([why] if why else [])
-                if method == "complex":
-                    used, note = _complex_probe(runner, problem, targets, rtol)
-                    notes.extend([note] if note else [])
-                quick = _one_launch(runner, problem, plan, stop is None and not progress)
-                state = _driver.run(runner, problem, targets, rtol, order, stop, bar.advance,
-                                    method=used, small_first=not quick)
-                notes += runner.events() + _driver.off_hull_note(problem, state.off_hull)
-        finally:
-            bar.close()
-        return state, runner, used, notes
+        def run(problem: Problem, targets: _driver.Targets):
+            chosen, why = choose_backend(backend, problem, plan.indices.shape[0], method, threads)
+            runner = create_backend(chosen, problem, threads, method=method, client=client)
+            used = method
+            bar = _Progress(bool(progress), plan.indices.shape[0])
+            try:
+                with runner:
+                    notes: list[str] = list(problem.notes) + ([why] if why else [])
+                    if method == "complex":
+                        used, note = _complex_probe(runner, problem, targets, rtol)
+                        notes.extend([note] if note else [])
+                    quick = _one_launch(runner, problem, plan, stop is None and not progress)
+                    state = _driver.run(runner, problem, targets, rtol, order, stop, bar.advance,
+                                        method=used, small_first=not quick)
+                    notes += runner.events() + _driver.off_hull_note(problem, state.off_hull)
+            finally:
+                bar.close()
+            return state, runner, used, notes
 
-    state, runner, used, notes = run(problem, targets)
-    first_pass = 0
-    if _may_hide_low_precision(problem, state):
-        problem, low = measure_hidden_low_precision(problem)
-        if low:  # noise taken for failures: check again with noise-based steps and floor
-            first_pass = runner.evaluations
-            targets = _targets(problem, plan.indices, eps)
-            state, runner, used, notes = run(problem, targets)
-    report = _build_report(problem, plan, targets, state, runner, eps, rtol, start,
-                           confidence, used, tuple(notes), first_pass)
-    if state.error is not None:
-        try:
-            state.error.partial_report = report
-        except AttributeError:  # pragma: no cover - exceptions without a __dict__
-            pass
-        raise state.error
-    return report
+        state, runner, used, notes = run(problem, targets)
+        first_pass = 0
+        if _may_hide_low_precision(problem, state):
+            problem, low = measure_hidden_low_precision(problem)
+            if low:  # noise taken for failures: check again with noise-based steps and floor
+                first_pass = runner.evaluations
+                targets = _targets(problem, plan.indices, eps)
+                state, runner, used, notes = run(problem, targets)
+        report = _build_report(problem, plan, targets, state, runner, eps, rtol, start,
+                               confidence, used, tuple(notes), first_pass)
+        if state.error is not None:
+            try:
+                state.error.partial_report = report
+            except AttributeError:  # pragma: no cover - exceptions without a __dict__
+                pass
+            raise state.error
+        return report
 
 
 def _directional_refusals(**options: Any) -> None:
