@@ -112,7 +112,6 @@ class Report:
     kinds: np.ndarray
     steps: np.ndarray
     failed: np.ndarray
-    blocks: tuple
     layout: Layout
     seed: int
     eps: Any
@@ -135,6 +134,8 @@ class Report:
     theta_checked: np.ndarray | None = field(default=None, repr=False)
     #: Flat indices that passed unresolved (see ``BlockReport.n_unresolved``).
     unresolved: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: The BlockReports, or the function that builds them on first access (``blocks``).
+    _blocks: Any = field(default=(), repr=False)
     _cache: dict = field(default_factory=dict, init=False, repr=False)
 
     # -- the one constructor ---------------------------------------------------------
@@ -190,24 +191,39 @@ class Report:
         if unexplained and verdict == "pass":
             verdict = "warn"
         rel_errors = relative_errors(analytic, numeric)
-        blocks = block_reports(layout, indices, analytic, numeric, rel_errors, smooth,
-                                failing, run.noise_floor)
         blind = (np.zeros(indices.shape[0], dtype=bool) if unresolved is None
                  else np.asarray(unresolved, dtype=bool))
+        any_blind = bool(blind.any())
+        sampled = run.sampled and run.mode == "full"
+        overall = None  # the failure-rate bound of a sample, with the blocks' own
+
+        def make_blocks() -> tuple[BlockReport, ...]:
+            nonlocal overall
+            blocks = block_reports(layout, indices, analytic, numeric, rel_errors, smooth,
+                                   failing, run.noise_floor)
+            if any_blind:
+                blocks = with_unresolved(blocks, layout, indices, blind)
+            if warn_blocks:
+                blocks = [b if i not in warn_blocks or b.n_failed else replace(b, verdict="warn")
+                          for i, b in enumerate(blocks)]
+            if sampled:
+                overall, per_block = upper_bounds([b.n_failed for b in blocks],
+                                                  [b.n_checked for b in blocks], layout.sizes,
+                                                  run.confidence)
+                blocks = [replace(b, failure_rate_bound=p) for b, p in zip(blocks, per_block)]
+            return tuple(blocks)
+
         notes = tuple(run.notes)
-        if blind.any():
-            blocks = with_unresolved(blocks, layout, indices, blind)
+        # Most reports are read for their verdict only: the per-block figures are built on
+        # first access of ``blocks``, unless the verdict or the notes need them now.
+        blocks: Any = make_blocks
+        if any_blind or sampled:
+            blocks = make_blocks()
+        if any_blind:
             if verdict == "pass" and any(b.verdict == "warn" for b in blocks):
                 verdict = "warn"
-            notes += (unresolved_note(blocks, int(blind.sum()), int(indices.shape[0])),)
-        blocks = [b if i not in warn_blocks or b.n_failed else replace(b, verdict="warn")
-                  for i, b in enumerate(blocks)]
-        overall = None
-        if run.sampled and run.mode == "full":
-            overall, per_block = upper_bounds([b.n_failed for b in blocks],
-                                              [b.n_checked for b in blocks],
-                                              layout.sizes, run.confidence)
-            blocks = [replace(b, failure_rate_bound=p) for b, p in zip(blocks, per_block)]
+            notes += (unresolved_note(list(blocks), int(blind.sum()),
+                                      int(indices.shape[0])),)
         return cls(
             passed=n_failed == 0, verdict=verdict,
             relative_error=rel_all,
@@ -218,7 +234,7 @@ class Report:
             abs_errors=np.abs(analytic - numeric),
             rel_errors=rel_errors, kinds=kinds,
             steps=np.asarray(steps, dtype=np.float64), failed=indices[failing],
-            blocks=tuple(blocks), layout=layout, seed=run.seed, eps=run.eps, rtol=run.rtol,
+            _blocks=blocks, layout=layout, seed=run.seed, eps=run.eps, rtol=run.rtol,
             backend=run.backend, threads=run.threads, seconds=run.seconds,
             compile_seconds=run.compile_seconds, evaluations=run.evaluations,
             sampled=run.sampled, confidence=run.confidence, failure_rate_bound=overall,
@@ -229,6 +245,21 @@ class Report:
         )
 
     # -- computed on first access ----------------------------------------------------
+    @property
+    def blocks(self) -> tuple[BlockReport, ...]:
+        """One BlockReport per block of the layout, in its order (built on first access)."""
+        made = self._blocks
+        if callable(made):
+            made = made()
+            object.__setattr__(self, "_blocks", made)
+        return made
+
+    def __getstate__(self) -> dict:
+        """Pickle with the blocks built: their builder is a closure, which pickle cannot
+        carry."""
+        _ = self.blocks
+        return dict(self.__dict__)
+
     @property
     def stats(self) -> dict:
         """The SciPy statistics of the relative errors, overall and per block (see

@@ -243,3 +243,37 @@ def test_block_figures_equal_their_block_by_block_definition(seed):
         np.testing.assert_allclose(block.max_rel_error, max_rel, rtol=1e-12, equal_nan=True)
         np.testing.assert_allclose(block.relative_error, rel, rtol=1e-12, equal_nan=True)
         assert block.verdict == fc.report.verdict_of(n_failed, rel_smooth)
+
+
+def _full_report(seed: int, sampled: bool = False) -> Report:
+    rng = np.random.default_rng(seed)
+    layout = fc.Layout({"W1": (3, 4), "b1": (4,)})
+    indices = np.arange(layout.size, dtype=np.int64)
+    analytic = rng.normal(size=layout.size)
+    numeric = analytic.copy()
+    numeric[3] *= 2.0
+    kinds = np.full(layout.size, OK, dtype="<U9")
+    kinds[3] = FAIL
+    run = Run(seed=seed, eps="auto", rtol=1e-5, backend="serial", threads=1, seconds=0.0,
+              compile_seconds=0.0, evaluations=2 * layout.size, sampled=sampled)
+    return Report.from_components(layout, indices, analytic, numeric, kinds,
+                                  np.full(layout.size, 1e-6), np.zeros(layout.size), run)
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_blocks_built_on_first_access_equal_and_survive_pickle(sampled):
+    """``blocks`` is built on first access (most reports are read for their verdict only),
+    once; a pickled report carries them, built."""
+    import pickle
+
+    report = _full_report(0, sampled)
+    assert (report._blocks is not report.blocks) != sampled  # lazy unless sampled
+    first = report.blocks
+    assert report.blocks is first
+    assert [b.name for b in first] == ["W1", "b1"]
+    assert [b.n_failed for b in first] == [1, 0]
+    assert [b.verdict for b in first] == ["fail", "pass"]
+    assert (first[0].failure_rate_bound is not None) == sampled
+    copy = pickle.loads(pickle.dumps(_full_report(0, sampled)))
+    assert copy.blocks == first
+    assert copy.failing_blocks() == ["W1"] and copy.summary() == report.summary()
