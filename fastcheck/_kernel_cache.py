@@ -49,6 +49,8 @@ KERNEL_VERSION = "2"
 
 _loaded: dict[str, object] = {}  # key -> kernel dispatcher, this process
 _keys: dict[int, tuple[object, str]] = {}  # id(cost) -> (cost, key): a dispatcher's code is fixed
+#: id(cost) -> (cost, its kernel), once loaded: every check after the first skips the lookup
+_kernel_of: dict[int, tuple[object, object]] = {}
 
 
 def enabled() -> bool:
@@ -207,6 +209,16 @@ def cached_kernel(cost):
     """
     if not enabled() or not isinstance(cost, CPUDispatcher):
         return None
+    known = _kernel_of.get(id(cost))
+    if known is not None and known[0] is cost:  # every check after the first
+        return known[1]
+    kernel = _cached_kernel(cost)
+    if kernel is not None:
+        _kernel_of[id(cost)] = (cost, kernel)
+    return kernel
+
+
+def _cached_kernel(cost):
     name = importable_name(cost)
     if name is None:
         return None

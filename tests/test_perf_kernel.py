@@ -159,6 +159,7 @@ def test_unwritable_cache_falls_back(mlp_s, tmp_path, monkeypatch):
     blocker.write_text("not a directory")
     monkeypatch.setenv("FASTCHECK_CACHE_DIR", str(blocker / "kernels"))
     monkeypatch.setattr(_kernel_cache, "_loaded", {})
+    monkeypatch.setattr(_kernel_cache, "_kernel_of", {})
     assert _kernel_cache.cached_kernel(mlp_s.cost) is None
     assert _check(mlp_s, sample=50, seed=0).passed
 

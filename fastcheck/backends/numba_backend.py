@@ -105,6 +105,7 @@ class NumbaBackend(Backend):
         self._cost = jitted_cost(problem.cost)
         self._cached = cached_kernel(self._cost)
         self._saved_threads: int | None = None
+        self._saved_chunksize = 0
         self._blas = single_threaded_blas()
         self._pending: KernelCompile | None = None  # the kernel's compile, until ready
         self._x: np.ndarray | None = None  # the serial loop's copy of theta
@@ -115,9 +116,13 @@ class NumbaBackend(Backend):
         try:
             if self._saved_threads != self.threads:
                 numba.set_num_threads(self.threads)
+            # kernel chunks handed out one at a time (dynamically), for every launch of
+            # the check: set once here, not around each launch (the setting is per thread)
+            self._saved_chunksize = numba.set_parallel_chunksize(1)
             self._blas.__enter__()
         except BaseException:
             numba.set_num_threads(self._saved_threads)
+            numba.set_parallel_chunksize(self._saved_chunksize)
             raise
         try:
             self._compile()
@@ -138,6 +143,7 @@ class NumbaBackend(Backend):
             try:
                 self._blas.__exit__(None, None, None)
             finally:
+                numba.set_parallel_chunksize(self._saved_chunksize)
                 if numba.get_num_threads() != self._saved_threads:
                     numba.set_num_threads(self._saved_threads)
 
@@ -158,8 +164,7 @@ class NumbaBackend(Backend):
         kernel = self._cached if self._cached is not None else central_values
         expected = self._short_launch(indices.shape[0])
         start = time.perf_counter()
-        with numba.parallel_chunksize(1):  # hand out chunks dynamically
-            out = kernel(*self._kernel_args(indices, x_plus, x_minus))
+        out = kernel(*self._kernel_args(indices, x_plus, x_minus))
         if expected and self.threads > 1 and \
                 time.perf_counter() - start > CONTENDED_SLOWDOWN * expected:
             _one_thread_until[0] = time.perf_counter() + CONTENDED_MEMORY_SECONDS
@@ -280,9 +285,8 @@ class NumbaBackend(Backend):
         p = self.problem
         theta_c = p.theta.astype(np.complex128)
         try:
-            with numba.parallel_chunksize(1):
-                out, finished = kernel(self._cost, theta_c, indices, steps,
-                                       self.n_chunks(indices.shape[0]), p.args)
+            out, finished = kernel(self._cost, theta_c, indices, steps,
+                                   self.n_chunks(indices.shape[0]), p.args)
         except KeyboardInterrupt:
             raise
         except NumbaError as exc:
