@@ -42,6 +42,10 @@ def fmt_pct(fraction: float) -> str:
 
 
 # -- the headline ------------------------------------------------------------------------
+#: How the headline reads the error of a float32 cost checked against its measured noise.
+NOISE_BAND = "float32: judged against the cost's measured noise, not Ng's float64 bands"
+
+
 def verdict_word(report: Report) -> str:
     """PASS, WARN or FAIL, with "(directional)" for the directional mode."""
     word = _WORDS[report.verdict]
@@ -53,12 +57,11 @@ def error_phrase(report: Report) -> str:
     if report.mode == "directional" and report.n_checked == 0 and report.directional:
         d = report.directional
         rel = d.relative_error
-        return (f"relative error {rel:.2e} over {d.n_directions} random directions "
-                f"({ng_band(rel, report.passed)})")
+        band = NOISE_BAND if report.noise_floor else ng_band(rel, report.passed)
+        return f"relative error {rel:.2e} over {d.n_directions} random directions ({band})"
     rel = report.smooth_relative_error
     if report.noise_floor:  # a float32 cost: its own noise, not Ng's float64 bands
-        band = "float32: judged against the cost's measured noise, not Ng's float64 bands"
-        return f"relative error {rel:.2e} ({band})"
+        return f"relative error {rel:.2e} ({NOISE_BAND})"
     if not report.n_kinks:
         return f"relative error {rel:.2e} ({ng_band(rel, report.passed)})"
     n_smooth = report.n_checked - report.n_kinks
