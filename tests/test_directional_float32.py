@@ -1,4 +1,6 @@
-"""``mode="directional"`` on a cost that computes in float32: judged against its noise.
+"""``mode="directional"`` on a cost that computes in float32: judged against its noise
+(and the full check of a float32 cost hidden behind a Python float, whose noise looked
+like kinks).
 
 The same three float32 costs as the full check (``tests/test_float32.py``,
 ``tests/test_unresolved.py``), in directional mode: float32 parameters and value; float64
@@ -97,3 +99,30 @@ def test_float32_noise_taken_for_kinks_is_measured_too():
     now also send the check to measure the noise."""
     report = _directional(19, "hidden", "reg")
     assert not report.passed and report.n_kinks == 0, report.summary()
+
+
+def _hidden_full(seed: int, bug: str | None):
+    p, x, y = make_mlp(seed)
+    p = {k: v.astype(np.float64) for k, v in p.items()}
+
+    def grad(q):
+        return {k: v.astype(np.float64) for k, v in grads(q, x, y, np.float32, bug).items()}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fc.check(lambda q: float(loss(q, x, y, np.float32)), grad, p)
+
+
+@pytest.mark.parametrize("seed", [132, 160, 199])
+def test_full_check_float32_noise_taken_for_kinks_no_longer_passes_a_bug(seed):
+    """The full check too: with float64 floors these seeds put all 75 components of the
+    tanh network "on kinks" and read PASS with the regularisation term missing."""
+    report = _hidden_full(seed, "reg")
+    assert not report.passed and report.noise_floor, report.summary()
+
+
+@pytest.mark.parametrize("seed", [41, 42, 70, 98])
+def test_full_check_float32_noise_taken_for_kinks_no_longer_warns_on_a_right_gradient(seed):
+    """...and these read WARN "look again" on a correct gradient (73-74 "kinks")."""
+    report = _hidden_full(seed, None)
+    assert report.verdict == "pass" and report.n_kinks == 0, report.summary()
