@@ -4,6 +4,9 @@ exactly its blocks with the hint that names it."""
 
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 import pytest
 
 import fastcheck as fc
@@ -84,3 +87,24 @@ def test_softmax_derivative_with_only_the_diagonal_fails(seed):
     report = fc.check(cost, grad, params, args, backend="serial")
     assert not report.passed
     assert {b.name for b in report.blocks if b.n_failed} == {"W", "b"}
+
+
+@pytest.mark.parametrize("data32", [False, True], ids=["params32", "all32"])
+@pytest.mark.parametrize("bug", [None, "reg_missing", "four_over_m", "sign_flip", "swapped"])
+def test_float32_mlp_is_checked_honestly(bug, data32):
+    # float32 params (and, for all32, float32 data: the cost then computes in float32)
+    for seed in (0, 1):
+        cost, grad, params, (X, y, reg, cfg) = S.make_mlp(seed, bug, act="tanh")
+        p32 = {k: v.astype(np.float32) for k, v in params.items()}
+        before = {k: v.copy() for k, v in p32.items()}
+        args = (X.astype(np.float32) if data32 else X, y, reg, cfg)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            report = fc.check(cost, grad, p32, args, backend="serial")
+        assert any("float64" in str(w.message) for w in caught)
+        assert report.passed is (bug is None), report.summary()
+        expected = BUGS[bug][0] if bug else set()
+        assert {b.name for b in report.blocks if b.n_failed} == expected
+        for k in p32:
+            np.testing.assert_array_equal(p32[k], before[k])
+            assert p32[k].dtype == np.float32
