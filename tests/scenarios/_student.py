@@ -85,9 +85,9 @@ def mlp_grad(p, X, y, reg, cfg):
     return g
 
 
-def make_mlp(seed, bug=None, act="relu"):
+def make_mlp(seed, bug=None, act="relu", n=8):
     rng = np.random.default_rng(seed)
-    d, h, c, n = 5, 6, 3, 8
+    d, h, c = 5, 6, 3
     p = {"W1": rng.normal(scale=0.5, size=(d, h)), "b1": rng.normal(scale=0.1, size=h),
          "W2": rng.normal(scale=0.5, size=(h, h)), "b2": rng.normal(scale=0.1, size=h),
          "W3": rng.normal(scale=0.5, size=(h, c)), "b3": rng.normal(scale=0.1, size=c)}
