@@ -187,10 +187,19 @@ def test_matches_boundary_and_each_term():
 
 def test_consistent_boundary_and_each_term():
     prev = _level(5.0)
-    assert _judge(3.0, _level(3.0), prev, rtol=1 / 3)["consistent"]  # 2 <= (3 + 3) / 3
-    assert not _judge(3.0, _level(3.0), _level(5.0 + 1e-9), rtol=1 / 3)["consistent"]
-    assert _judge(0.0, _level(1.0, noise=0.25), _level(1.5))["consistent"]  # 0.5 <= 2 * 0.25
-    assert not _judge(0.0, _level(1.0, noise=0.25), _level(1.5 + 1e-9))["consistent"]
+    assert _judge(13.0, _level(3.0), prev, rtol=1 / 8)["consistent"]  # 2 <= (13 + 3) / 8
+    assert not _judge(13.0, _level(3.0), _level(5.0 + 1e-9), rtol=1 / 8)["consistent"]
+    assert _judge(3.0, _level(1.0, noise=0.25), _level(1.5))["consistent"]  # 0.5 <= 2 * 0.25
+    assert not _judge(3.0, _level(1.0, noise=0.25), _level(1.5 + 1e-9))["consistent"]
+
+
+def test_consistent_needs_the_estimate_settled_next_to_its_miss():
+    """A central difference that moved by more than a quarter of what it misses by is
+    still converging (a kink just inside the stencil): not consistent, one more level."""
+    prev = _level(1.5)
+    assert _judge(3.0, _level(1.0, noise=1.0), prev)["consistent"]  # 0.5 <= 0.25 * 2
+    assert not _judge(3.0 - 1e-9, _level(1.0, noise=1.0), prev)["consistent"]
+    assert not _judge(1.0, _level(1.0, noise=1.0), prev)["consistent"]  # moved, misses 0
 
 
 def test_kink_needs_a_jump_above_tolerance_that_does_not_scale_with_the_step():
@@ -322,9 +331,10 @@ def test_unstable_numeric_without_kink_is_judged_against_10_rtol():
     def f(x):
         return x + np.sign(x) * 1e-12
 
-    final = (f(1e-3 / 16) - f(-1e-3 / 16)) / (1e-3 / 8)
+    last = 1e-3 / 4 ** _verdict.LEVELS  # the smallest step tried
+    final = (f(last) - f(-last)) / (2 * last)
     near, rec = _examine(f, final + 1e-8, rtol=1e-9)
-    assert near.kinds[0] == "ok" and len(rec.calls) == 2
+    assert near.kinds[0] == "ok" and len(rec.calls) == _verdict.LEVELS
     assert near.numeric[0] == final
     far, _ = _examine(f, final + 1e-7, rtol=1e-9)
     assert far.kinds[0] == "fail"
@@ -334,7 +344,7 @@ def test_unstable_numeric_without_kink_is_judged_against_10_rtol():
 
 
 def test_suspects_decided_at_the_first_pass_do_not_disturb_the_others():
-    # three suspects: one non-finite at once, two re-examined over both levels
+    # three suspects: one non-finite at once, two re-examined over every level
     funcs = [lambda x: np.inf if x > 0 else x,
              lambda x: x + np.sign(x) * 1e-12,
              lambda x: 2 * x + np.sign(x) * 3e-12]
@@ -347,15 +357,18 @@ def test_suspects_decided_at_the_first_pass_do_not_disturb_the_others():
         return jp, jm
 
     first = _verdict.Differences(*values(np.arange(3), xp, xm), xp, xm)
-    finals = [(funcs[k](1e-3 / 16) - funcs[k](-1e-3 / 16)) / (1e-3 / 8) for k in (1, 2)]
+    last = 1e-3 / 4 ** _verdict.LEVELS
+    finals = [(funcs[k](last) - funcs[k](-last)) / (2 * last) for k in (1, 2)]
     analytic = np.array([1.0, finals[0] + 1e-8, finals[1] + 1e-8])
     out = _verdict.reexamine(analytic, np.zeros(3), h, first, 0.0, 1e-9, values)
     assert list(out.kinds) == ["nonfinite", "ok", "ok"]
     np.testing.assert_array_equal(out.numeric[1:], finals)
 
 
-def test_levels_are_two():
-    assert _verdict.LEVELS == 2 and _verdict.SHRINK == 4.0
+def test_levels_are_three():
+    """h/4, h/16, h/64: a kink 3e-7 from theta under a step of 6e-6 (a ReLU net with
+    weights ~5e-3) leaves the stencil only at h/64."""
+    assert _verdict.LEVELS == 3 and _verdict.SHRINK == 4.0
     out, rec = _examine(lambda x: x + (1e-6 if x > 5e-4 else 0.0), 1.0, h=1e-3)
     # the jump at 5e-4 is crossed only at the first step: the next level agrees
     assert out.kinds[0] == "ok" and len(rec.calls) == 1

@@ -1,0 +1,41 @@
+"""A correct ReLU MLP with small weights next to a kink passes (it used to fail).
+
+Weights ~1e-3 (CS231n's weight_scale), one pre-activation at -1.3e-6 (z1[1, 5]); the
+step 6e-6 crosses it for W1[3, 5] and W1[4, 5]. Central differences there: h 2.15817e-5,
+h/4 2.15728e-5, h/16 2.156141e-5 (analytic 2.156118e-5: rel 1e-6 at h/16, once the kink
+is left behind). The report fails both, "relative error 1.76e-08 (< 1e-7: great) ... 2
+failed" with a hint "an indexing or off-by-one slip?". The one-sided slopes differ by
+~h * 0.1, like curvature, so the kink is not recognised; an extrapolation through the
+kink-polluted steps is then judged against rtol. Rate (float64, correct gradients): this
+3-layer MLP at weight scale 1e-3: 1/100 seeds with a batch of 8, 10/100 with a batch of 64
+(0/100 at scales 1, 0.1, 0.01); weights ~5e-3 with a batch of 256: 7/30 (0/30 at 5e-2);
+a CS231n two-layer net (std 1e-3, b = 0): 1/30. Same rates with richardson and processes.
+In _verdict.reexamine the first shrink level (h/4) already calls it FAIL ('consistent':
+the change h -> h/4, 8.8e-9, is far above the h^2 model yet the value is not accepted),
+so h/16 (error 2.3e-11) was never tried. Now a failure needs the central difference
+settled (its change across the last two steps at most a quarter of its miss) and there is
+a third level (h/64): the tests below pass. Still open: seed 8 with a batch of 256, where
+a pre-activation sits 3e-7 from the kink and the kink's slope change hides under the
+curvature's change of the one-sided slopes; seed 3 fails b2[5] as a kink outside the hull
+whose off-kink confirmation also meets kinks (several examples switch within the step).
+"""
+
+import fastcheck as fc
+
+from . import _student as S
+
+
+def test_small_weight_relu_mlp_next_to_a_kink_passes():
+    cost, grad, params, args = S.make_mlp(1)
+    params = {k: v * 2e-3 for k, v in params.items()}  # weights ~1e-3
+    report = fc.check(cost, grad, params, args, backend="serial")
+    assert report.passed, report.summary()
+
+
+def test_builtin_mlp_small_weights_batch_256_passes():
+    # the project's own njit MLP (numba backend): 6 of 20 seeds fail at theta * 0.01
+    from fastcheck.models import make_mlp
+
+    p = make_mlp("S", seed=1, batch=256)
+    report = fc.check(p.cost, p.grad, p.theta * 0.01, p.args, layout=p.layout)
+    assert report.passed, report.summary()
