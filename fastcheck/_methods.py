@@ -66,11 +66,23 @@ def complex_steps(theta_at: np.ndarray) -> np.ndarray:
     return COMPLEX_STEP * np.maximum(1.0, np.abs(theta_at))
 
 
+def gradient_scale(analytic: np.ndarray) -> float:
+    """The largest finite ``|g_i|`` of the whole gradient (0 for none)."""
+    finite = np.abs(analytic[np.isfinite(analytic)])
+    return float(finite.max()) if finite.size else 0.0
+
+
 def complex_step(runner, problem, t, pos) -> Estimate:
-    """Complex-step derivatives (one evaluation each)."""
+    """Complex-step derivatives (one evaluation each).
+
+    The floor is relative to the component's values and to the whole gradient's scale: a
+    true gradient of 0 (a bias before a centring, as in batchnorm) comes out of backprop
+    as a sum rounding to ~1e-17, which the exact complex step must not call a failure.
+    """
     steps = complex_steps(t.theta_at[pos])
     numeric = runner.evaluate_complex(t.indices[pos], steps)
-    scale = np.maximum(np.abs(numeric), np.abs(t.analytic[pos]))
+    scale = np.maximum(np.maximum(np.abs(numeric), np.abs(t.analytic[pos])),
+                       gradient_scale(t.analytic))
     return Estimate(numeric, COMPLEX_FLOOR * scale + 1e-300, None)
 
 
