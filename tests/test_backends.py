@@ -185,3 +185,22 @@ def test_numba_backend_refuses_mapping_params():
     with pytest.raises(TypeError, match="flat"):
         fc.check(lambda p: float(np.sum(p["w"] ** 2)), lambda p: {"w": 2 * p["w"]},
                  {"w": np.ones(3)}, backend="numba")
+
+
+def test_thread_safety_error_names_the_side_that_differed():
+    """The message shows the value that changed (J+ or J-), as two different numbers."""
+    from fastcheck._inputs import prepare
+    from fastcheck.backends import create_backend
+
+    theta = np.linspace(0.1, 1.0, 5)
+    problem = prepare(lambda x: float(np.sum(x**2)), lambda x: 2 * x, theta, (), None)
+    idx = np.array([2], dtype=np.int64)
+    xp, xm = theta[idx] + 1e-3, theta[idx] - 1e-3
+    with create_backend("threads", problem, 2) as runner:
+        jp, jm = runner.evaluate(idx, xp, xm)
+        with pytest.raises(fc.ThreadSafetyError) as caught:
+            runner.verify(idx, xp, xm, jp, jm + 0.5)
+    message = str(caught.value)
+    assert "J(theta - h) at [2]" in message or "J(theta - h) at" in message
+    assert f"{float(jm[0]):.17g} instead of {float(jm[0] + 0.5):.17g}" in message
+    assert "np.float64" not in message

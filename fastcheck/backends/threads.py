@@ -111,16 +111,21 @@ class ThreadsBackend(Backend):
         if picks.size == 0:
             return
         again_p, again_m = self._run_slice(0, indices[picks], x_plus[picks], x_minus[picks])
-        same = np.isclose(again_p, j_plus[picks], rtol=1e-13, atol=0, equal_nan=True) & \
-            np.isclose(again_m, j_minus[picks], rtol=1e-13, atol=0, equal_nan=True)
+        same_p = np.isclose(again_p, j_plus[picks], rtol=1e-13, atol=0, equal_nan=True)
+        same_m = np.isclose(again_m, j_minus[picks], rtol=1e-13, atol=0, equal_nan=True)
+        same = same_p & same_m
         self.evaluations += 2 * picks.size
         if not np.all(same):
             bad = int(np.argmin(same))
             k = int(picks[bad])
             label = self.problem.layout.label(int(indices[k]))
+            # name the side that differed, with both values as plain floats
+            side, again, before = (("J(theta + h)", again_p[bad], j_plus[k]) if not same_p[bad]
+                                   else ("J(theta - h)", again_m[bad], j_minus[k]))
             raise ThreadSafetyError(
-                f"backend='threads' is not safe for this cost: re-evaluating {label} in one "
-                f"thread gave {again_p[bad]!r} instead of {j_plus[k]!r}. The cost probably "
+                f"backend='threads' is not safe for this cost: re-evaluating {side} at {label} "
+                f"in one thread gave {float(again):.17g} instead of {float(before):.17g}. "
+                "The cost probably "
                 "shares state between calls (parameters stored on a model object, a global "
                 "RNG reseeded inside); use backend='serial'."
             )
