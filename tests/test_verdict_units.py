@@ -611,3 +611,19 @@ def test_a_growing_step_tells_a_smooth_curvature_from_a_kink():
         out, rec = _examine(f, wrong, theta=1e-3, h=1e-9, rtol=1e-9)
         assert rec.calls[0][1][0] - 1e-3 == pytest.approx(4e-9, rel=1e-6)
         assert out.kinds[0] == "fail" and not out.off_hull[0], wrong
+
+
+def test_a_kink_inside_the_stencil_keeps_the_difference_unsettled():
+    """The measured levels of W1[0, 5] (a ReLU net with weights ~5e-3, a kink 3e-7 away):
+    between h and h/4 the central difference moved by a tenth of its miss, yet the jump
+    left once the curvature's share is extrapolated away, (4 * 1.97e-7 - 6.56e-7) / 3 =
+    4.3e-8, is twice the miss: not settled. A smooth J with a real error is still."""
+    a = -9.411858e-05
+    prev = _level(-9.4141707e-05, -9.4469896e-05, -9.3813518e-05, noise=1.3e-09)
+    cur = _level(-9.4140360e-05, -9.4238642e-05, -9.4042078e-05, noise=5.1e-09)
+    t = _judge(a, cur, prev, rtol=1e-5)
+    assert not t["matches"] and not t["kink"] and not t["consistent"]
+    # the same miss with the jump shrinking like h (the curvature's only): settled, a failure
+    smooth = _level(-9.4140360e-05, -9.4140360e-05 - 0.8205e-07, -9.4140360e-05 + 0.8205e-07,
+                    noise=5.1e-09)
+    assert _judge(a, smooth, prev, rtol=1e-5)["consistent"]
