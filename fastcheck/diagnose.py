@@ -55,6 +55,9 @@ __all__ = ["hints"]
 
 #: At most this many scattered failures are listed as isolated components.
 MAX_ISOLATED = 5
+#: A one-term fit over fewer components is said to be a weak clue: over 3 (a per-channel
+#: scale), an upsampling backward that subsamples fitted "regularisation missing" to 99.98 %.
+FEW_COMPONENTS = 6
 
 # Hint order: most specific first.
 (SWAPPED, TRANSPOSED, ZERO, CLIPPED, NORMALISATION, FACTOR, REGULARISATION, SLICE, ISOLATED,
@@ -197,6 +200,8 @@ def _regularisation_sentence(c: float, what: str) -> str:
 
 def _fit_hint(b: Block, f: Fit) -> _Hint:
     how = (f"least-squares fit over {f.m} components explains {pct(f.rho)} of the discrepancy"
+           + ("; so few components make this a weak clue, not a diagnosis"
+              if f.m < FEW_COMPONENTS else "")
            if f.m >= 3 else
            f"the ratio at {'its' if f.m == 1 else 'each of its'} {f.m} checked "
            f"component{'s' if f.m > 1 else ''}")

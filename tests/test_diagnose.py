@@ -410,3 +410,34 @@ def test_diagnose_imports_scipy_lazily():
     from fastcheck import _residuals, diagnose
 
     assert not hasattr(diagnose, "scipy") and not hasattr(_residuals, "scipy")
+
+
+def test_a_fit_over_few_components_is_called_a_weak_clue():
+    """A per-channel scale of 3 components and an upsampling backward that subsamples dout
+    instead of summing it: the residual fits "regularisation missing" to 99.98 %, over
+    3 components only. The hint says how weak that is; over many components it does not."""
+    rng = np.random.default_rng(9)
+    x, t = rng.normal(size=(2, 3, 3, 3)), rng.normal(size=(2, 3, 6, 6))
+
+    def up(p):
+        return (x * p["s"][None, :, None, None]).repeat(2, 2).repeat(2, 3)
+
+    def cost(p):
+        u = up(p)
+        return float(np.sum(u * t) + 0.1 * np.sum(u**2))
+
+    def subsampling(p):
+        dz = (t + 0.2 * up(p))[:, :, ::2, ::2]
+        return {"s": (dz * x).sum(axis=(0, 2, 3))}
+
+    report = fc.check(cost, subsampling, {"s": rng.normal(size=3)}, backend="serial")
+    assert not report.passed
+    assert any("weak clue" in h for h in report.hints), report.hints
+    w = rng.normal(size=40)
+
+    def reg_missing(v):
+        return {"w": 2 * v["w"]}  # of sum(w^2) + 0.5 * 0.1 * sum(w^2): the 0.1 * w forgotten
+
+    big = fc.check(lambda v: float(np.sum(v["w"] ** 2) * 1.05), reg_missing, {"w": w})
+    assert any("regularisation" in h for h in big.hints), big.hints
+    assert not any("weak clue" in h for h in big.hints)
