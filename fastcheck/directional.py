@@ -61,6 +61,10 @@ MAX_FAILURES_PER_BLOCK = 8
 MAX_LOCALIZE_EVALUATIONS = 2000
 #: The probability at which the report states the smallest error the directions detect.
 DETECTION_PROBABILITY = 0.95
+#: A lost group is checked one by one in chunks of at most this many components.
+FALLBACK_CHUNK = 64
+
+_FAILED = (_verdict.FAIL, _verdict.NONFINITE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,56 +158,107 @@ class _Lines:
 
 @dataclasses.dataclass
 class _Localization:
-    """What group testing found along one direction."""
+    """What group testing found, over the directions followed."""
 
     flagged: set = dataclasses.field(default_factory=set)  # blocks whose group test failed
     capped: set = dataclasses.field(default_factory=set)  # blocks where the cap stopped it
-    lost: list = dataclasses.field(default_factory=list)  # failing groups, no failing half
+    lost: list = dataclasses.field(default_factory=list)  # failing groups, no failing part
     kinks_left: int = 0  # kink groups not followed (a kink already located in the block)
     out_of_budget: bool = False
+    retested: int = 0  # failing groups whose parts all passed, tested again with new signs
+    rescued: int = 0  # ... of which a part then failed
+    #: the lost groups checked one by one (``_Localizer.fallback``): one _Fallback each
+    fallbacks: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Fallback:
+    """A lost group checked component by component: how far it got."""
+
+    lo: int
+    hi: int
+    checked: int  # components checked one by one here
+    failed: int  # ... of which confirmed failing
+    skipped: int  # components in a block that already had a confirmed failure
+    before: int  # components already checked one by one (leaves, earlier groups)
+    left: int  # components left unchecked: the budget, or the cap per block
+
+
+def _parts(lo: int, hi: int) -> list[tuple[int, int]]:
+    mid = (lo + hi) // 2
+    return [(lo, mid), (mid, hi)]
 
 
 class _Localizer:
     """Adaptive group testing along one direction: blocks, then halves, depth first.
 
-    Failing groups are followed first. A group whose test ends on a kink may hide a bug
-    next to the kink, so it is followed too, once every failing group is done, until one
-    kink is located in its block (then the rest of that block's kink groups are skipped).
+    Failing groups are followed first. When every part (block or half) of a failing group
+    passes, the parts are tested once more with fresh random signs (an error may cancel
+    against the gradient along one sign vector, or fall just under a part's tolerance);
+    if still none fails the group is *lost*, and ``fallback`` checks it component by
+    component. A group whose test ends on a kink may hide a bug next to the kink, so it is
+    followed too, once every failing group is done, until one kink is located in its
+    block (then the rest of that block's kink groups are skipped).
+
+    Stacks hold ``(lo, hi, u)``, ``u`` the signs on ``lo:hi`` (a view of the direction's,
+    or of the fresh ones drawn for a retest).
     """
 
-    def __init__(self, lines: _Lines, components, u: np.ndarray, stop_at: int):
+    def __init__(self, lines: _Lines, components: _Components, rng: np.random.Generator,
+                 stop_at: int, found: _Localization):
         self.lines = lines
         self.components = components  # checks flat indices one by one -> kinds
-        self.u = u
-        self.stop_at = stop_at  # no new group test once lines.evaluations reaches this
+        self.rng = rng  # fresh signs for retests, the sample of a fallback
+        self.stop_at = stop_at  # no new test once spent() reaches this
         self.layout = lines.problem.layout
-        self.found = _Localization()
+        self.found = found
         self.fails_in_block = np.zeros(len(self.layout), dtype=np.int64)
         self.kinks_in_block = np.zeros(len(self.layout), dtype=np.int64)
-        self.failing: list = []  # stacks of (lo, hi): depth first
+        self.failing: list = []  # stacks of (lo, hi, u): depth first
         self.kinked: list = []
 
-    def _push(self, groups) -> bool:
-        """Test ``groups`` and stack the failing and kinked ones; True if any was."""
-        tested = [(g, self.lines.test(*g, self.u[g[0]:g[1]]).kind) for g in groups]
-        for g, kind in reversed(tested):  # the first group on top of its stack
-            if kind in (_verdict.FAIL, _verdict.NONFINITE):
+    def spent(self) -> int:
+        """Evaluations of the directional tests and of the one-by-one checks so far."""
+        return self.lines.evaluations + self.components.evaluations
+
+    def _push(self, groups, u: np.ndarray, lo: int) -> list[str]:
+        """Test ``groups`` (signs ``u`` starting at ``lo``); stack the failing and kinked."""
+        tested = [(a, b, u[a - lo:b - lo]) for a, b in groups]
+        kinds = [self.lines.test(a, b, s).kind for a, b, s in tested]
+        for g, kind in zip(reversed(tested), reversed(kinds)):  # the first group on top
+            if kind in _FAILED:
                 self.failing.append(g)
             elif kind == _verdict.KINK:
                 self.kinked.append(g)
-        return any(kind != _verdict.OK for _, kind in tested)
+        return kinds
 
-    def run(self, whole: _Test) -> _Localization:
+    def _split(self, lo: int, hi: int, u: np.ndarray, parts, failing: bool) -> None:
+        """Test the parts of group ``lo:hi``; retest a failing group's once if all pass."""
+        kinds = self._push(parts, u, lo)
+        if not failing or any(k != _verdict.OK for k in kinds):
+            return
+        if self.spent() >= self.stop_at:
+            self.found.out_of_budget = True
+        else:
+            self.found.retested += 1
+            kinds = self._push(parts, _rademacher(self.rng, hi - lo), lo)
+            if any(k in _FAILED for k in kinds):
+                self.found.rescued += 1
+                return
+        self.found.lost.append((lo, hi))
+
+    def run(self, whole: _Test, u: np.ndarray) -> None:
+        """Localize along the direction of signs ``u`` whose whole-vector test is ``whole``."""
         bounds = self.layout.bounds
         blocks = [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
         if len(blocks) == 1:  # the whole-vector test already was this block's test
-            (self.failing if whole.failed else self.kinked).append(blocks[0])
-        elif not self._push(blocks):
-            self.found.lost.append((0, self.layout.size))
-        self.found.flagged.update(int(self.layout.block_of(lo)) for lo, _ in self.failing)
+            (self.failing if whole.failed else self.kinked).append((*blocks[0], u))
+        else:
+            self._split(0, self.layout.size, u, blocks, whole.failed)
+        self.found.flagged.update(int(self.layout.block_of(g[0])) for g in self.failing)
         while self.failing or self.kinked:
             failing = bool(self.failing)
-            lo, hi = (self.failing if failing else self.kinked).pop()
+            lo, hi, s = (self.failing if failing else self.kinked).pop()
             block = int(self.layout.block_of(lo))
             if failing and self.fails_in_block[block] >= MAX_FAILURES_PER_BLOCK:
                 self.found.capped.add(block)
@@ -211,22 +266,64 @@ class _Localizer:
             if not failing and self.kinks_in_block[block] > 0:
                 self.found.kinks_left += 1
                 continue
-            if self.lines.evaluations >= self.stop_at:
+            if self.spent() >= self.stop_at:
                 self.found.out_of_budget = self.found.out_of_budget or failing
                 continue
             if hi - lo <= LEAF_SIZE:
-                self._leaf(lo, hi, block)
+                self._check(np.arange(lo, hi, dtype=np.int64))
                 continue
-            mid = (lo + hi) // 2
-            if not self._push([(lo, mid), (mid, hi)]) and failing:
-                self.found.lost.append((lo, hi))
-        return self.found
+            self._split(lo, hi, s, _parts(lo, hi), failing)
 
-    def _leaf(self, lo: int, hi: int, block: int) -> None:
-        kinds = self.components(np.arange(lo, hi, dtype=np.int64))
-        self.fails_in_block[block] += int(np.count_nonzero(
-            np.isin(kinds, (_verdict.FAIL, _verdict.NONFINITE))))
-        self.kinks_in_block[block] += int(np.count_nonzero(kinds == _verdict.KINK))
+    def _check(self, indices: np.ndarray) -> None:
+        kinds = self.components(indices)
+        blocks = self.layout.block_of(indices)
+        np.add.at(self.fails_in_block, blocks[np.isin(kinds, _FAILED)], 1)
+        np.add.at(self.kinks_in_block, blocks[kinds == _verdict.KINK], 1)
+
+    def fallback(self, lost: list) -> None:
+        """Check the ``lost`` groups component by component, the smallest group first.
+
+        Within a group: components not checked yet, in blocks with no confirmed failure
+        (a failing block is already named), at most one full-check evaluation pair each
+        within the smaller of ``2 * group size`` and what is left of the budget (a uniform
+        random sample of them when that does not cover the group), in chunks of
+        ``FALLBACK_CHUNK``, each block stopping at ``MAX_FAILURES_PER_BLOCK`` failures.
+        """
+        for lo, hi in sorted(lost, key=lambda g: (g[1] - g[0], g[0])):
+            idx = np.arange(lo, hi, dtype=np.int64)
+            seen = np.isin(idx, np.fromiter(self.components.results, np.int64))
+            free = self.fails_in_block[self.layout.block_of(idx)] == 0
+            todo = idx[~seen & free]
+            start = self.components.evaluations
+            allowed = min(todo.size, min(2 * (hi - lo), self.stop_at - self.spent()) // 2)
+            if allowed < todo.size:
+                todo = np.sort(self.rng.choice(todo, size=max(allowed, 0), replace=False))
+                self.found.out_of_budget = True
+            checked = failed = 0
+            pos = 0
+            while pos < todo.size:
+                room = min(2 * (hi - lo) - (self.components.evaluations - start),
+                           self.stop_at - self.spent()) // 2  # re-examinations eat into it
+                if room <= 0:
+                    self.found.out_of_budget = True
+                    break
+                chunk = todo[pos:pos + min(FALLBACK_CHUNK, room)]
+                pos += chunk.size
+                capped = self.fails_in_block[self.layout.block_of(chunk)] \
+                    >= MAX_FAILURES_PER_BLOCK
+                if capped.any():
+                    self.found.capped.update(int(b) for b in
+                                             np.unique(self.layout.block_of(chunk[capped])))
+                    chunk = chunk[~capped]
+                if chunk.size:
+                    before = int(self.fails_in_block.sum())
+                    self._check(chunk)
+                    checked += chunk.size
+                    failed += int(self.fails_in_block.sum()) - before
+            self.found.fallbacks.append(_Fallback(
+                lo, hi, checked=checked, failed=failed, skipped=int(np.count_nonzero(~free)),
+                before=int(np.count_nonzero(seen & free)),
+                left=int(np.count_nonzero(~seen & free)) - checked))
 
 
 def _rademacher(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -244,6 +341,10 @@ class _Components:
         self.tick = tick or (lambda n: None)
         self.backend = SerialBackend(problem)
         self.results: dict[int, tuple] = {}  # flat index -> (numeric, kind, half-step)
+
+    @property
+    def evaluations(self) -> int:
+        return self.backend.evaluations
 
     def __call__(self, indices: np.ndarray) -> np.ndarray:
         p, before = self.problem, self.backend.evaluations
@@ -268,6 +369,9 @@ class _Components:
 
             out = _verdict.reexamine(analytic[where], theta_at[where], h[where], sub, p.j0,
                                      self.rtol, evaluate, p.noise)
+            if np.any(out.off_hull):  # as the full check: confirmed off the kink, if it can
+                _driver.confirm_off_kink(self.backend, p, indices[where], theta_at[where], out,
+                                         self.rtol)
             kinds[where] = out.kinds
             numeric[where] = out.numeric
             if p.noise > 0:  # a suspect excused under float32 noise was not resolved either
@@ -302,8 +406,9 @@ def _detection_sentence(d: Directional) -> str:
 
 def _localization_sentence(found: _Localization, layout, n_tests: int,
                            n_checked: int) -> str:
-    text = (f"localized by group testing ({n_tests} group tests: blocks, then halves; groups "
-            f"of <= {LEAF_SIZE} checked one by one: {n_checked} components)")
+    text = (f"localized by group testing ({n_tests} group tests: blocks, then halves; "
+            f"{n_checked} components checked one by one: groups of <= {LEAF_SIZE}, and "
+            f"failing groups that no part explained)")
     notes = []
     if found.capped:
         names = ", ".join(layout.names[b] for b in sorted(found.capped))
@@ -313,15 +418,53 @@ def _localization_sentence(found: _Localization, layout, n_tests: int,
                      f"a full check (or one with sample=) lists them all")
     if found.out_of_budget:
         notes.append(f"it stopped at the budget of {MAX_LOCALIZE_EVALUATIONS:,} evaluations")
+    if found.retested:
+        notes.append(f"{found.retested} failing group(s) whose parts all passed were tested "
+                     f"again with fresh random signs ({found.rescued} then had a failing part)")
     if found.lost:
         where = ", ".join(f"{layout.label(lo)}..{layout.label(hi - 1)}"
                           for lo, hi in found.lost[:3])
-        notes.append(f"{len(found.lost)} failing group(s) had no failing half ({where}): "
-                     f"errors too small to see in halves, or cancelling")
+        notes.append(f"{len(found.lost)} failing group(s) had no failing part even so "
+                     f"({where}{', ...' if len(found.lost) > 3 else ''}): errors too small "
+                     f"to see in parts, or cancelling")
+    if found.fallbacks:
+        notes.append(_fallback_sentence(found.fallbacks))
     if found.kinks_left:
         notes.append(f"{found.kinks_left} group(s) on a kink (ReLU/max/abs switching along "
                      f"the direction) were not followed, their block having one located")
     return text + ("; " + "; ".join(notes) if notes else "")
+
+
+def _fallback_sentence(fallbacks: list[_Fallback]) -> str:
+    checked = sum(f.checked for f in fallbacks)
+    failed = sum(f.failed for f in fallbacks)
+    text = (f"so they were checked one by one: {checked:,} component(s), "
+            f"{failed:,} failing")
+    before = sum(f.before for f in fallbacks)
+    if before:
+        text += f" ({before:,} more already checked)"
+    skipped = sum(f.skipped for f in fallbacks)
+    if skipped:
+        text += f"; {skipped:,} skipped, their block already failing"
+    left = sum(f.left for f in fallbacks)
+    if left:
+        text += (f"; {left:,} left unchecked (the budget, or the cap per block): a full "
+                 f"check of their blocks settles them")
+    return text
+
+
+def _unexplained_sentence(found: _Localization, layout) -> str:
+    text = "a direction failed but no single component could be blamed"
+    checked = sum(f.checked + f.before for f in found.fallbacks)
+    if checked:
+        left = sum(f.left for f in found.fallbacks)
+        text += (f", not even checking {checked:,} of the {checked + left:,} components of "
+                 f"the groups no part explained one by one (an error spread thinly under "
+                 f"each component's tolerance, or cancelling)")
+    if found.flagged:
+        names = ", ".join(layout.names[b] for b in sorted(found.flagged))
+        return text + f": check the flagged blocks ({names}) with fc.check"
+    return text + ': check the whole gradient with fc.check (mode="full")'
 
 
 def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: int = 8,
@@ -390,15 +533,17 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
                          key=lambda k: -tests[k].excess)
         # With no failing direction, one on a kink is followed: a bug may hide by the kink.
         kinked = [k for k, t in enumerate(tests) if t.kind == _verdict.KINK][:1]
-        stop_at = lines.evaluations + MAX_LOCALIZE_EVALUATIONS
-        found, n_group_tests, flagged = _Localization(), 0, set()
+        found = _Localization()
+        localizer = _Localizer(lines, components, rng, lines.evaluations
+                               + MAX_LOCALIZE_EVALUATIONS, found)
         for k in failing or kinked:  # the worst first; the next only if nothing was found
-            tests_before = lines.tests
-            found = _Localizer(lines, components, signs[k], stop_at).run(tests[k])
-            n_group_tests += lines.tests - tests_before
-            flagged |= found.flagged
-            if components.results or lines.evaluations >= stop_at:
+            n_lost = len(found.lost)
+            localizer.run(tests[k], signs[k])
+            # a failed direction that no part explained: its groups, one by one
+            localizer.fallback(found.lost[n_lost:])
+            if localizer.fails_in_block.any() or localizer.spent() >= localizer.stop_at:
                 break
+        n_group_tests = lines.tests - len(tests)
 
     indices = np.array(sorted(components.results), dtype=np.int64)
     rows = [components.results[int(i)] for i in indices]
@@ -412,8 +557,7 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
     detection = detection_limits(tests, problem, steps, DETECTION_PROBABILITY)
 
     # the two calls at theta (prepare), then the directions and the localization
-    evaluations = (2 + spent + problem.probe_evaluations + lines.evaluations
-                   + components.backend.evaluations)
+    evaluations = 2 + spent + problem.probe_evaluations + localizer.spent()
     reason = [
         f"directional mode: {len(tests)} random Rademacher directions (seed {used_seed}), "
         f"each component moved by its full-check step / sqrt(N): "
@@ -423,8 +567,7 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
     if failing or kinked:
         reason.append(_localization_sentence(found, layout, n_group_tests, indices.size))
     if unexplained:
-        reason.append("a direction failed but no single component could be blamed: check "
-                      "the flagged blocks with fc.check")
+        reason.append(_unexplained_sentence(found, layout))
     reason.append(f"{evaluations:,} cost evaluations in all (a full check needs "
                   f"{2 * n + 2:,})")
     reason.append(_detection_sentence(detection))
@@ -445,5 +588,5 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
         layout, indices, problem.analytic[indices],
         np.array([r[0] for r in rows], dtype=np.float64), kinds,
         np.array([r[2] for r in rows], dtype=np.float64), problem.theta[indices], run,
-        warn_blocks=tuple(sorted(flagged)), unexplained=unexplained or blind,
+        warn_blocks=tuple(sorted(found.flagged)), unexplained=unexplained or blind,
         directional=detection, unresolved=np.array([r[3] for r in rows], dtype=bool))
