@@ -181,7 +181,24 @@ class _Fallback:
     failed: int  # ... of which confirmed failing
     skipped: int  # components in a block that already had a confirmed failure
     before: int  # components already checked one by one (leaves, earlier groups)
-    left: int  # components left unchecked: the budget, or the cap per block
+    #: components left unchecked: the budget, the cap per block, or a part before them
+    #: explained the group with a confirmed failure
+    left: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Lost:
+    """A failing group none of whose parts failed, even with fresh signs.
+
+    ``parts`` ordered by their share of the group's residual along the signs that failed
+    it (the part carrying most of the discrepancy first: checked first by ``fallback``);
+    ``carrier`` the first part when it carries at least half of it, else None.
+    """
+
+    lo: int
+    hi: int
+    parts: tuple
+    carrier: tuple | None
 
 
 def _parts(lo: int, hi: int) -> list[tuple[int, int]]:
@@ -221,44 +238,53 @@ class _Localizer:
         """Evaluations of the directional tests and of the one-by-one checks so far."""
         return self.lines.evaluations + self.components.evaluations
 
-    def _push(self, groups, u: np.ndarray, lo: int) -> list[str]:
+    def _push(self, groups, u: np.ndarray, lo: int) -> list[_Test]:
         """Test ``groups`` (signs ``u`` starting at ``lo``); stack the failing and kinked."""
-        tested = [(a, b, u[a - lo:b - lo]) for a, b in groups]
-        kinds = [self.lines.test(a, b, s).kind for a, b, s in tested]
-        for g, kind in zip(reversed(tested), reversed(kinds)):  # the first group on top
-            if kind in _FAILED:
-                self.failing.append(g)
-            elif kind == _verdict.KINK:
-                self.kinked.append(g)
-        return kinds
+        entries = [(a, b, u[a - lo:b - lo]) for a, b in groups]
+        entries = [(a, b, s, self.lines.test(a, b, s)) for a, b, s in entries]
+        for entry in reversed(entries):  # the first group on top of its stack
+            if entry[3].failed:
+                self.failing.append(entry)
+            elif entry[3].kind == _verdict.KINK:
+                self.kinked.append(entry)
+        return [entry[3] for entry in entries]
 
-    def _split(self, lo: int, hi: int, u: np.ndarray, parts, failing: bool) -> None:
-        """Test the parts of group ``lo:hi``; retest a failing group's once if all pass."""
-        kinds = self._push(parts, u, lo)
-        if not failing or any(k != _verdict.OK for k in kinds):
+    def _split(self, lo: int, hi: int, u: np.ndarray, parts, parent: _Test) -> None:
+        """Test the parts of group ``lo:hi``; if a failing group's all pass, see ``_Lost``."""
+        tests = self._push(parts, u, lo)
+        if not parent.failed or any(t.kind != _verdict.OK for t in tests):
             return
         if self.spent() >= self.stop_at:
             self.found.out_of_budget = True
         else:
             self.found.retested += 1
-            kinds = self._push(parts, _rademacher(self.rng, hi - lo), lo)
-            if any(k in _FAILED for k in kinds):
+            again = self._push(parts, _rademacher(self.rng, hi - lo), lo)
+            if any(t.failed for t in again):
                 self.found.rescued += 1
                 return
-        self.found.lost.append((lo, hi))
+        # the parts' residuals along the same signs, in the parent's scale, add up to the
+        # parent's residual (the derivative is linear in d): rank the parts by their share
+        r = parent.analytic - parent.numeric
+        shares = [math.copysign(1.0, r) * math.sqrt((b - a) / (hi - lo))
+                  * (t.analytic - t.numeric) for (a, b), t in zip(parts, tests)]
+        order = sorted(range(len(parts)), key=lambda k: -shares[k])
+        carrier = parts[order[0]] if shares[order[0]] >= abs(r) / 2 else None
+        if carrier is not None:  # its block is where the discrepancy sits: flag it
+            self.found.flagged.add(int(self.layout.block_of(carrier[0])))
+        self.found.lost.append(_Lost(lo, hi, tuple(parts[k] for k in order), carrier))
 
     def run(self, whole: _Test, u: np.ndarray) -> None:
         """Localize along the direction of signs ``u`` whose whole-vector test is ``whole``."""
         bounds = self.layout.bounds
         blocks = [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
         if len(blocks) == 1:  # the whole-vector test already was this block's test
-            (self.failing if whole.failed else self.kinked).append((*blocks[0], u))
+            (self.failing if whole.failed else self.kinked).append((*blocks[0], u, whole))
         else:
-            self._split(0, self.layout.size, u, blocks, whole.failed)
+            self._split(0, self.layout.size, u, blocks, whole)
         self.found.flagged.update(int(self.layout.block_of(g[0])) for g in self.failing)
         while self.failing or self.kinked:
             failing = bool(self.failing)
-            lo, hi, s = (self.failing if failing else self.kinked).pop()
+            lo, hi, s, test = (self.failing if failing else self.kinked).pop()
             block = int(self.layout.block_of(lo))
             if failing and self.fails_in_block[block] >= MAX_FAILURES_PER_BLOCK:
                 self.found.capped.add(block)
@@ -272,7 +298,7 @@ class _Localizer:
             if hi - lo <= LEAF_SIZE:
                 self._check(np.arange(lo, hi, dtype=np.int64))
                 continue
-            self._split(lo, hi, s, _parts(lo, hi), failing)
+            self._split(lo, hi, s, _parts(lo, hi), test)
 
     def _check(self, indices: np.ndarray) -> None:
         kinds = self.components(indices)
@@ -280,50 +306,54 @@ class _Localizer:
         np.add.at(self.fails_in_block, blocks[np.isin(kinds, _FAILED)], 1)
         np.add.at(self.kinks_in_block, blocks[kinds == _verdict.KINK], 1)
 
-    def fallback(self, lost: list) -> None:
+    def fallback(self, lost: list[_Lost]) -> None:
         """Check the ``lost`` groups component by component, the smallest group first.
 
         Within a group: components not checked yet, in blocks with no confirmed failure
-        (a failing block is already named), at most one full-check evaluation pair each
-        within the smaller of ``2 * group size`` and what is left of the budget (a uniform
-        random sample of them when that does not cover the group), in chunks of
-        ``FALLBACK_CHUNK``, each block stopping at ``MAX_FAILURES_PER_BLOCK`` failures.
+        (a failing block is already named), part by part, the part carrying most of the
+        group's residual first, until a part ends with a failure confirmed in the group
+        (the discrepancy has its explanation). At most one full-check evaluation pair per
+        component within the smaller of ``2 * group size`` and what is left of the budget
+        (re-examinations count against it), in chunks of ``FALLBACK_CHUNK``; each block
+        stops at ``MAX_FAILURES_PER_BLOCK`` failures. When the budget cannot cover a part,
+        its components are taken in a seeded random order (a uniform sample).
         """
-        for lo, hi in sorted(lost, key=lambda g: (g[1] - g[0], g[0])):
+        for group in sorted(lost, key=lambda g: (g.hi - g.lo, g.lo)):
+            lo, hi = group.lo, group.hi
             idx = np.arange(lo, hi, dtype=np.int64)
             seen = np.isin(idx, np.fromiter(self.components.results, np.int64))
             free = self.fails_in_block[self.layout.block_of(idx)] == 0
             todo = idx[~seen & free]
+            short = todo.size > min(2 * (hi - lo), self.stop_at - self.spent()) // 2
+            parts = [todo[(todo >= a) & (todo < b)] for a, b in group.parts]
+            if short:
+                parts = [self.rng.permutation(part) for part in parts]
             start = self.components.evaluations
-            allowed = min(todo.size, min(2 * (hi - lo), self.stop_at - self.spent()) // 2)
-            if allowed < todo.size:
-                todo = np.sort(self.rng.choice(todo, size=max(allowed, 0), replace=False))
-                self.found.out_of_budget = True
             checked = failed = 0
-            pos = 0
-            while pos < todo.size:
-                room = min(2 * (hi - lo) - (self.components.evaluations - start),
-                           self.stop_at - self.spent()) // 2  # re-examinations eat into it
-                if room <= 0:
-                    self.found.out_of_budget = True
+            for part in parts:
+                if failed:
                     break
-                chunk = todo[pos:pos + min(FALLBACK_CHUNK, room)]
-                pos += chunk.size
-                capped = self.fails_in_block[self.layout.block_of(chunk)] \
-                    >= MAX_FAILURES_PER_BLOCK
-                if capped.any():
-                    self.found.capped.update(int(b) for b in
-                                             np.unique(self.layout.block_of(chunk[capped])))
+                for pos in range(0, part.size, FALLBACK_CHUNK):
+                    room = min(2 * (hi - lo) - (self.components.evaluations - start),
+                               self.stop_at - self.spent()) // 2
+                    if room <= 0:
+                        self.found.out_of_budget = True
+                        break
+                    chunk = part[pos:pos + min(FALLBACK_CHUNK, room)]
+                    capped = self.fails_in_block[self.layout.block_of(chunk)] \
+                        >= MAX_FAILURES_PER_BLOCK
+                    if capped.all():
+                        self.found.capped.update(
+                            int(b) for b in np.unique(self.layout.block_of(chunk)))
+                        break
                     chunk = chunk[~capped]
-                if chunk.size:
                     before = int(self.fails_in_block.sum())
                     self._check(chunk)
                     checked += chunk.size
                     failed += int(self.fails_in_block.sum()) - before
             self.found.fallbacks.append(_Fallback(
                 lo, hi, checked=checked, failed=failed, skipped=int(np.count_nonzero(~free)),
-                before=int(np.count_nonzero(seen & free)),
-                left=int(np.count_nonzero(~seen & free)) - checked))
+                before=int(np.count_nonzero(seen & free)), left=todo.size - checked))
 
 
 def _rademacher(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -394,13 +424,14 @@ def _directions_sentence(tests: list[_Test]) -> str:
 
 def _detection_sentence(d: Directional) -> str:
     if not math.isfinite(d.guaranteed_limit):
-        return ("detection power: unknown (no direction gave a finite difference off a "
-                "kink)")
+        return ("detection power: unknown (no direction passed off a kink with a finite "
+                "difference)")
     return (f"detection power: an error in one component above {d.detection_limit:.1e}"
             f"·|g| is seen with probability >= {d.probability:g} over the random signs, "
             f"above {d.guaranteed_limit:.1e}·|g| whatever the signs (|g| = ||g||_2 = "
             f"{d.gradient_norm:.3e}; limits for the component moved least, its step "
-            f"/ sqrt(N) against each direction's tolerance and residual); smaller errors, "
+            f"/ sqrt(N) against each passing direction's tolerance and residual); smaller "
+            f"errors, "
             f"and errors that cancel along every direction, can go unseen")
 
 
@@ -422,8 +453,9 @@ def _localization_sentence(found: _Localization, layout, n_tests: int,
         notes.append(f"{found.retested} failing group(s) whose parts all passed were tested "
                      f"again with fresh random signs ({found.rescued} then had a failing part)")
     if found.lost:
-        where = ", ".join(f"{layout.label(lo)}..{layout.label(hi - 1)}"
-                          for lo, hi in found.lost[:3])
+        where = ", ".join(_span(layout, g.lo, g.hi) + (
+            f" (mostly in {_span(layout, *g.carrier)})" if g.carrier else "")
+            for g in found.lost[:3])
         notes.append(f"{len(found.lost)} failing group(s) had no failing part even so "
                      f"({where}{', ...' if len(found.lost) > 3 else ''}): errors too small "
                      f"to see in parts, or cancelling")
@@ -433,6 +465,17 @@ def _localization_sentence(found: _Localization, layout, n_tests: int,
         notes.append(f"{found.kinks_left} group(s) on a kink (ReLU/max/abs switching along "
                      f"the direction) were not followed, their block having one located")
     return text + ("; " + "; ".join(notes) if notes else "")
+
+
+def _span(layout, lo: int, hi: int) -> str:
+    """``W1`` for a whole block, ``W1[0, 0]..W1[3, 7]`` for a part of one."""
+    block = int(layout.block_of(lo))
+    bounds = layout.bounds
+    if (lo, hi) == (0, layout.size) and len(layout) > 1:
+        return "the whole gradient"
+    if (lo, hi) == (int(bounds[block]), int(bounds[block + 1])):
+        return str(layout.names[block])
+    return f"{layout.label(lo)}..{layout.label(hi - 1)}" if hi - lo > 1 else layout.label(lo)
 
 
 def _fallback_sentence(fallbacks: list[_Fallback]) -> str:
@@ -448,19 +491,22 @@ def _fallback_sentence(fallbacks: list[_Fallback]) -> str:
         text += f"; {skipped:,} skipped, their block already failing"
     left = sum(f.left for f in fallbacks)
     if left:
-        text += (f"; {left:,} left unchecked (the budget, or the cap per block): a full "
-                 f"check of their blocks settles them")
+        text += (f"; {left:,} left unchecked (the budget, the cap per block, or a "
+                 f"failure found before them): a full check of their blocks settles them")
     return text
 
 
-def _unexplained_sentence(found: _Localization, layout) -> str:
+def _unexplained_sentence(found: _Localization, layout, checked: set) -> str:
     text = "a direction failed but no single component could be blamed"
-    checked = sum(f.checked + f.before for f in found.fallbacks)
-    if checked:
-        left = sum(f.left for f in found.fallbacks)
-        text += (f", not even checking {checked:,} of the {checked + left:,} components of "
-                 f"the groups no part explained one by one (an error spread thinly under "
-                 f"each component's tolerance, or cancelling)")
+    if found.lost:
+        lost = np.zeros(layout.size, dtype=bool)
+        for g in found.lost:
+            lost[g.lo:g.hi] = True
+        inside = int(np.count_nonzero(lost[np.fromiter(checked, np.int64, len(checked))]))
+        text += (f", not even checking one by one {inside:,} of the "
+                 f"{int(np.count_nonzero(lost)):,} components of the failing groups no part "
+                 f"explained (an error spread thinly under each component's tolerance, or "
+                 f"cancelling)")
     if found.flagged:
         names = ", ".join(layout.names[b] for b in sorted(found.flagged))
         return text + f": check the flagged blocks ({names}) with fc.check"
@@ -567,7 +613,7 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
     if failing or kinked:
         reason.append(_localization_sentence(found, layout, n_group_tests, indices.size))
     if unexplained:
-        reason.append(_unexplained_sentence(found, layout))
+        reason.append(_unexplained_sentence(found, layout, set(components.results)))
     reason.append(f"{evaluations:,} cost evaluations in all (a full check needs "
                   f"{2 * n + 2:,})")
     reason.append(_detection_sentence(detection))
