@@ -169,6 +169,8 @@ class _Localization:
     rescued: int = 0  # ... of which a part then failed
     #: the lost groups checked one by one (``_Localizer.fallback``): one _Fallback each
     fallbacks: list = dataclasses.field(default_factory=list)
+    #: then, nothing confirmed after every direction, the flagged blocks: one each
+    block_checks: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,7 +308,7 @@ class _Localizer:
         np.add.at(self.fails_in_block, blocks[np.isin(kinds, _FAILED)], 1)
         np.add.at(self.kinks_in_block, blocks[kinds == _verdict.KINK], 1)
 
-    def fallback(self, lost: list[_Lost]) -> None:
+    def fallback(self, lost: list[_Lost], records: list) -> None:
         """Check the ``lost`` groups component by component, the smallest group first.
 
         Within a group: components not checked yet, in blocks with no confirmed failure
@@ -316,7 +318,8 @@ class _Localizer:
         component within the smaller of ``2 * group size`` and what is left of the budget
         (re-examinations count against it), in chunks of ``FALLBACK_CHUNK``; each block
         stops at ``MAX_FAILURES_PER_BLOCK`` failures. When the budget cannot cover a part,
-        its components are taken in a seeded random order (a uniform sample).
+        its components are taken in a seeded random order (a uniform sample). One
+        ``_Fallback`` per group is appended to ``records``.
         """
         for group in sorted(lost, key=lambda g: (g.hi - g.lo, g.lo)):
             lo, hi = group.lo, group.hi
@@ -351,7 +354,7 @@ class _Localizer:
                     self._check(chunk)
                     checked += chunk.size
                     failed += int(self.fails_in_block.sum()) - before
-            self.found.fallbacks.append(_Fallback(
+            records.append(_Fallback(
                 lo, hi, checked=checked, failed=failed, skipped=int(np.count_nonzero(~free)),
                 before=int(np.count_nonzero(seen & free)), left=todo.size - checked))
 
@@ -461,6 +464,8 @@ def _localization_sentence(found: _Localization, layout, n_tests: int,
                      f"to see in parts, or cancelling")
     if found.fallbacks:
         notes.append(_fallback_sentence(found.fallbacks))
+    if found.block_checks:
+        notes.append(_block_checks_sentence(found.block_checks, layout))
     if found.kinks_left:
         notes.append(f"{found.kinks_left} group(s) on a kink (ReLU/max/abs switching along "
                      f"the direction) were not followed, their block having one located")
@@ -496,17 +501,30 @@ def _fallback_sentence(fallbacks: list[_Fallback]) -> str:
     return text
 
 
+def _block_checks_sentence(checks: list[_Fallback], layout) -> str:
+    parts = []
+    for c in checks:
+        done = c.checked + c.before
+        parts.append(f"{_span(layout, c.lo, c.hi)} {done:,} of {done + c.left:,}"
+                     + (f" ({c.failed:,} failing)" if c.failed else ""))
+    text = ("nothing confirmed along any failed direction, so the flagged block(s) were "
+            "checked one by one: " + ", ".join(parts))
+    if any(c.left for c in checks):
+        text += " (the rest: beyond the budget)"
+    return text
+
+
 def _unexplained_sentence(found: _Localization, layout, checked: set) -> str:
     text = "a direction failed but no single component could be blamed"
-    if found.lost:
+    if found.lost or found.block_checks:
         lost = np.zeros(layout.size, dtype=bool)
-        for g in found.lost:
+        for g in found.lost + found.block_checks:
             lost[g.lo:g.hi] = True
         inside = int(np.count_nonzero(lost[np.fromiter(checked, np.int64, len(checked))]))
         text += (f", not even checking one by one {inside:,} of the "
-                 f"{int(np.count_nonzero(lost)):,} components of the failing groups no part "
-                 f"explained (an error spread thinly under each component's tolerance, or "
-                 f"cancelling)")
+                 f"{int(np.count_nonzero(lost)):,} components of the flagged blocks and of "
+                 f"the failing groups no part explained (an error spread thinly under each "
+                 f"component's tolerance, or cancelling)")
     if found.flagged:
         names = ", ".join(layout.names[b] for b in sorted(found.flagged))
         return text + f": check the flagged blocks ({names}) with fc.check"
@@ -586,9 +604,14 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
             n_lost = len(found.lost)
             localizer.run(tests[k], signs[k])
             # a failed direction that no part explained: its groups, one by one
-            localizer.fallback(found.lost[n_lost:])
+            localizer.fallback(found.lost[n_lost:], found.fallbacks)
             if localizer.fails_in_block.any() or localizer.spent() >= localizer.stop_at:
                 break
+        if failing and not localizer.fails_in_block.any():
+            # still unexplained: the flagged blocks one by one, the smallest first
+            spans = [(int(layout.bounds[b]), int(layout.bounds[b + 1])) for b in found.flagged]
+            localizer.fallback([_Lost(lo, hi, ((lo, hi),), None) for lo, hi in spans],
+                               found.block_checks)
         n_group_tests = lines.tests - len(tests)
 
     indices = np.array(sorted(components.results), dtype=np.int64)
