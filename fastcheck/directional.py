@@ -27,7 +27,14 @@ roundoff floor, and the kink test on the one-sided slopes before a direction, or
 is called failed. A group whose test ends on a kink is not a failure, but a bug may sit
 beside the kink: such groups are followed too, after the failing ones, until one kink is
 located in their block. The work is capped (``MAX_FAILURES_PER_BLOCK``,
-``MAX_LOCALIZE_EVALUATIONS``) and the report's ``stop_reason`` says where it stopped.
+``MAX_LOCALIZE_EVALUATIONS``, which counts the one-by-one checks too) and the report's
+``stop_reason`` says where it stopped.
+
+A failed direction that no part explains (an error spread thinly, cancelling, or a part
+under its own tolerance) is retested with fresh signs, then checked one by one, the part
+carrying its residual first, then the flagged blocks (``_group_testing``). Only if nothing
+is confirmed does the report stay "warn" (never FAIL without a component confirmed one by
+one), naming the flagged blocks and what was left unchecked.
 """
 
 from __future__ import annotations
@@ -42,6 +49,17 @@ import numpy as np
 from . import _driver, _plan, _steps, _verdict
 from ._blas import single_threaded_blas
 from ._detection import detection_limits
+from ._group_testing import (
+    FALLBACK_CHUNK,
+    LEAF_SIZE,
+    MAX_FAILURES_PER_BLOCK,
+    MAX_LOCALIZE_EVALUATIONS,
+    Fallback,
+    Localization,
+    Localizer,
+    Lost,
+    rademacher,
+)
 from ._inputs import Problem
 from ._lazy import is_jitted
 from ._values import scalar_cost
@@ -49,22 +67,11 @@ from .backends.serial import SerialBackend, ensure_unmodified
 from .errors import CostEvaluationError
 from .report import Directional, Report, Run
 
-__all__ = ["run_directional", "LEAF_SIZE", "MAX_FAILURES_PER_BLOCK", "MAX_LOCALIZE_EVALUATIONS"]
+__all__ = ["run_directional", "LEAF_SIZE", "MAX_FAILURES_PER_BLOCK", "MAX_LOCALIZE_EVALUATIONS",
+           "FALLBACK_CHUNK"]
 
-#: Groups of at most this many components are checked component by component.
-LEAF_SIZE = 8
-#: Localization in a block stops once this many of its components are confirmed failing
-#: (checked before each leaf, so a block may end with up to LEAF_SIZE - 1 more): the error
-#: is then spread over the block, and a full check of the block lists them all.
-MAX_FAILURES_PER_BLOCK = 8
-#: Cost evaluations the localization may spend (after the K directions).
-MAX_LOCALIZE_EVALUATIONS = 2000
 #: The probability at which the report states the smallest error the directions detect.
 DETECTION_PROBABILITY = 0.95
-#: A lost group is checked one by one in chunks of at most this many components.
-FALLBACK_CHUNK = 64
-
-_FAILED = (_verdict.FAIL, _verdict.NONFINITE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,216 +163,6 @@ class _Lines:
                      p.noise > 0 and kind == _verdict.OK)
 
 
-@dataclasses.dataclass
-class _Localization:
-    """What group testing found, over the directions followed."""
-
-    flagged: set = dataclasses.field(default_factory=set)  # blocks whose group test failed
-    capped: set = dataclasses.field(default_factory=set)  # blocks where the cap stopped it
-    lost: list = dataclasses.field(default_factory=list)  # failing groups, no failing part
-    kinks_left: int = 0  # kink groups not followed (a kink already located in the block)
-    out_of_budget: bool = False
-    retested: int = 0  # failing groups whose parts all passed, tested again with new signs
-    rescued: int = 0  # ... of which a part then failed
-    #: the lost groups checked one by one (``_Localizer.fallback``): one _Fallback each
-    fallbacks: list = dataclasses.field(default_factory=list)
-    #: then, nothing confirmed after every direction, the flagged blocks: one each
-    block_checks: list = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Fallback:
-    """A lost group checked component by component: how far it got."""
-
-    lo: int
-    hi: int
-    checked: int  # components checked one by one here
-    failed: int  # ... of which confirmed failing
-    skipped: int  # components in a block that already had a confirmed failure
-    before: int  # components already checked one by one (leaves, earlier groups)
-    #: components left unchecked: the budget, the cap per block, or a part before them
-    #: explained the group with a confirmed failure
-    left: int
-
-
-@dataclasses.dataclass(frozen=True)
-class _Lost:
-    """A failing group none of whose parts failed, even with fresh signs.
-
-    ``parts`` ordered by their share of the group's residual along the signs that failed
-    it (the part carrying most of the discrepancy first: checked first by ``fallback``);
-    ``carrier`` the first part when it carries at least half of it, else None.
-    """
-
-    lo: int
-    hi: int
-    parts: tuple
-    carrier: tuple | None
-
-
-def _parts(lo: int, hi: int) -> list[tuple[int, int]]:
-    mid = (lo + hi) // 2
-    return [(lo, mid), (mid, hi)]
-
-
-class _Localizer:
-    """Adaptive group testing along one direction: blocks, then halves, depth first.
-
-    Failing groups are followed first. When every part (block or half) of a failing group
-    passes, the parts are tested once more with fresh random signs (an error may cancel
-    against the gradient along one sign vector, or fall just under a part's tolerance);
-    if still none fails the group is *lost*, and ``fallback`` checks it component by
-    component. A group whose test ends on a kink may hide a bug next to the kink, so it is
-    followed too, once every failing group is done, until one kink is located in its
-    block (then the rest of that block's kink groups are skipped).
-
-    Stacks hold ``(lo, hi, u)``, ``u`` the signs on ``lo:hi`` (a view of the direction's,
-    or of the fresh ones drawn for a retest).
-    """
-
-    def __init__(self, lines: _Lines, components: _Components, rng: np.random.Generator,
-                 stop_at: int, found: _Localization):
-        self.lines = lines
-        self.components = components  # checks flat indices one by one -> kinds
-        self.rng = rng  # fresh signs for retests, the sample of a fallback
-        self.stop_at = stop_at  # no new test once spent() reaches this
-        self.layout = lines.problem.layout
-        self.found = found
-        self.fails_in_block = np.zeros(len(self.layout), dtype=np.int64)
-        self.kinks_in_block = np.zeros(len(self.layout), dtype=np.int64)
-        self.failing: list = []  # stacks of (lo, hi, u): depth first
-        self.kinked: list = []
-
-    def spent(self) -> int:
-        """Evaluations of the directional tests and of the one-by-one checks so far."""
-        return self.lines.evaluations + self.components.evaluations
-
-    def _push(self, groups, u: np.ndarray, lo: int) -> list[_Test]:
-        """Test ``groups`` (signs ``u`` starting at ``lo``); stack the failing and kinked."""
-        entries = [(a, b, u[a - lo:b - lo]) for a, b in groups]
-        entries = [(a, b, s, self.lines.test(a, b, s)) for a, b, s in entries]
-        for entry in reversed(entries):  # the first group on top of its stack
-            if entry[3].failed:
-                self.failing.append(entry)
-            elif entry[3].kind == _verdict.KINK:
-                self.kinked.append(entry)
-        return [entry[3] for entry in entries]
-
-    def _split(self, lo: int, hi: int, u: np.ndarray, parts, parent: _Test) -> None:
-        """Test the parts of group ``lo:hi``; if a failing group's all pass, see ``_Lost``."""
-        tests = self._push(parts, u, lo)
-        if not parent.failed or any(t.kind != _verdict.OK for t in tests):
-            return
-        if self.spent() >= self.stop_at:
-            self.found.out_of_budget = True
-        else:
-            self.found.retested += 1
-            again = self._push(parts, _rademacher(self.rng, hi - lo), lo)
-            if any(t.failed for t in again):
-                self.found.rescued += 1
-                return
-        # the parts' residuals along the same signs, in the parent's scale, add up to the
-        # parent's residual (the derivative is linear in d): rank the parts by their share
-        r = parent.analytic - parent.numeric
-        shares = [math.copysign(1.0, r) * math.sqrt((b - a) / (hi - lo))
-                  * (t.analytic - t.numeric) for (a, b), t in zip(parts, tests)]
-        order = sorted(range(len(parts)), key=lambda k: -shares[k])
-        carrier = parts[order[0]] if shares[order[0]] >= abs(r) / 2 else None
-        if carrier is not None:  # its block is where the discrepancy sits: flag it
-            self.found.flagged.add(int(self.layout.block_of(carrier[0])))
-        self.found.lost.append(_Lost(lo, hi, tuple(parts[k] for k in order), carrier))
-
-    def run(self, whole: _Test, u: np.ndarray) -> None:
-        """Localize along the direction of signs ``u`` whose whole-vector test is ``whole``."""
-        bounds = self.layout.bounds
-        blocks = [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
-        if len(blocks) == 1:  # the whole-vector test already was this block's test
-            (self.failing if whole.failed else self.kinked).append((*blocks[0], u, whole))
-        else:
-            self._split(0, self.layout.size, u, blocks, whole)
-        self.found.flagged.update(int(self.layout.block_of(g[0])) for g in self.failing)
-        while self.failing or self.kinked:
-            failing = bool(self.failing)
-            lo, hi, s, test = (self.failing if failing else self.kinked).pop()
-            block = int(self.layout.block_of(lo))
-            if failing and self.fails_in_block[block] >= MAX_FAILURES_PER_BLOCK:
-                self.found.capped.add(block)
-                continue
-            if not failing and self.kinks_in_block[block] > 0:
-                self.found.kinks_left += 1
-                continue
-            if self.spent() >= self.stop_at:
-                self.found.out_of_budget = self.found.out_of_budget or failing
-                continue
-            if hi - lo <= LEAF_SIZE:
-                self._check(np.arange(lo, hi, dtype=np.int64))
-                continue
-            self._split(lo, hi, s, _parts(lo, hi), test)
-
-    def _check(self, indices: np.ndarray) -> None:
-        kinds = self.components(indices)
-        blocks = self.layout.block_of(indices)
-        np.add.at(self.fails_in_block, blocks[np.isin(kinds, _FAILED)], 1)
-        np.add.at(self.kinks_in_block, blocks[kinds == _verdict.KINK], 1)
-
-    def fallback(self, lost: list[_Lost], records: list) -> None:
-        """Check the ``lost`` groups component by component, the smallest group first.
-
-        Within a group: components not checked yet, in blocks with no confirmed failure
-        (a failing block is already named), part by part, the part carrying most of the
-        group's residual first, until a part ends with a failure confirmed in the group
-        (the discrepancy has its explanation). At most one full-check evaluation pair per
-        component within the smaller of ``2 * group size`` and what is left of the budget
-        (re-examinations count against it), in chunks of ``FALLBACK_CHUNK``; each block
-        stops at ``MAX_FAILURES_PER_BLOCK`` failures. When the budget cannot cover a part,
-        its components are taken in a seeded random order (a uniform sample). One
-        ``_Fallback`` per group is appended to ``records``.
-        """
-        for group in sorted(lost, key=lambda g: (g.hi - g.lo, g.lo)):
-            lo, hi = group.lo, group.hi
-            idx = np.arange(lo, hi, dtype=np.int64)
-            seen = np.isin(idx, np.fromiter(self.components.results, np.int64))
-            free = self.fails_in_block[self.layout.block_of(idx)] == 0
-            todo = idx[~seen & free]
-            short = todo.size > min(2 * (hi - lo), self.stop_at - self.spent()) // 2
-            parts = [todo[(todo >= a) & (todo < b)] for a, b in group.parts]
-            if short:
-                parts = [self.rng.permutation(part) for part in parts]
-            start = self.components.evaluations
-            checked = failed = 0
-            for part in parts:
-                if failed:
-                    break
-                for pos in range(0, part.size, FALLBACK_CHUNK):
-                    room = min(2 * (hi - lo) - (self.components.evaluations - start),
-                               self.stop_at - self.spent()) // 2
-                    if room <= 0:
-                        self.found.out_of_budget = True
-                        break
-                    chunk = part[pos:pos + min(FALLBACK_CHUNK, room)]
-                    capped = self.fails_in_block[self.layout.block_of(chunk)] \
-                        >= MAX_FAILURES_PER_BLOCK
-                    if capped.all():
-                        self.found.capped.update(
-                            int(b) for b in np.unique(self.layout.block_of(chunk)))
-                        break
-                    chunk = chunk[~capped]
-                    before = int(self.fails_in_block.sum())
-                    self._check(chunk)
-                    checked += chunk.size
-                    failed += int(self.fails_in_block.sum()) - before
-            records.append(_Fallback(
-                lo, hi, checked=checked, failed=failed, skipped=int(np.count_nonzero(~free)),
-                before=int(np.count_nonzero(seen & free)), left=todo.size - checked))
-
-
-def _rademacher(rng: np.random.Generator, n: int) -> np.ndarray:
-    u = rng.integers(0, 2, size=n, dtype=np.int8).astype(np.float64)
-    u *= 2.0
-    u -= 1.0
-    return u
-
-
 class _Components:
     """The full check's per-component test (central differences, re-examination)."""
 
@@ -438,7 +235,7 @@ def _detection_sentence(d: Directional) -> str:
             f"and errors that cancel along every direction, can go unseen")
 
 
-def _localization_sentence(found: _Localization, layout, n_tests: int,
+def _localization_sentence(found: Localization, layout, n_tests: int,
                            n_checked: int) -> str:
     text = (f"localized by group testing ({n_tests} group tests: blocks, then halves; "
             f"{n_checked} components checked one by one: groups of <= {LEAF_SIZE}, and "
@@ -483,7 +280,7 @@ def _span(layout, lo: int, hi: int) -> str:
     return f"{layout.label(lo)}..{layout.label(hi - 1)}" if hi - lo > 1 else layout.label(lo)
 
 
-def _fallback_sentence(fallbacks: list[_Fallback]) -> str:
+def _fallback_sentence(fallbacks: list[Fallback]) -> str:
     checked = sum(f.checked for f in fallbacks)
     failed = sum(f.failed for f in fallbacks)
     text = (f"so they were checked one by one: {checked:,} component(s), "
@@ -501,7 +298,7 @@ def _fallback_sentence(fallbacks: list[_Fallback]) -> str:
     return text
 
 
-def _block_checks_sentence(checks: list[_Fallback], layout) -> str:
+def _block_checks_sentence(checks: list[Fallback], layout) -> str:
     parts = []
     for c in checks:
         done = c.checked + c.before
@@ -514,7 +311,7 @@ def _block_checks_sentence(checks: list[_Fallback], layout) -> str:
     return text
 
 
-def _unexplained_sentence(found: _Localization, layout, checked: set) -> str:
+def _unexplained_sentence(found: Localization, layout, checked: set) -> str:
     text = "a direction failed but no single component could be blamed"
     if found.lost or found.block_checks:
         lost = np.zeros(layout.size, dtype=bool)
@@ -567,15 +364,17 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
         agreed), with the full check's kinds; ``failed`` those that failed. A failure is
         only ever reported for a component confirmed one by one by the full check's own
         test, so the directional mode never fails a gradient the full check would pass.
-        When a direction failed but no single component could be blamed (an error spread
-        thinly, or cancelling), ``passed`` stays True, the verdict is "warn" and so is
-        the verdict of each block whose restricted direction failed. ``sampled`` is True;
-        ``evaluations`` counts every cost call (the two of ``prepare`` included);
-        ``stop_reason`` tells the directions tested, what the localization did and where
-        it stopped, the evaluations spent and the smallest error in one component the
-        directions could detect; ``report.directional`` holds that limit (relative to
-        ``||g||_2``, at probability ``DETECTION_PROBABILITY``), which a passing report's
-        headline states.
+        When a direction failed but no single component could be blamed, even checking
+        the groups no part explained and then the flagged blocks one by one within the
+        budget (an error spread thinly under each component's tolerance, or cancelling),
+        ``passed`` stays True, the verdict is "warn" and so is the verdict of each block
+        whose restricted direction failed or that carries most of a lost group's
+        residual. ``sampled`` is True; ``evaluations`` counts every cost call (the two
+        of ``prepare`` included); ``stop_reason`` tells the directions tested, what the
+        localization did and where it stopped, the evaluations spent and the smallest
+        error in one component the passing directions could detect;
+        ``report.directional`` holds that limit (relative to ``||g||_2``, at probability
+        ``DETECTION_PROBABILITY``), which a passing report's headline states.
     """
     start = time.perf_counter() if start_time is None else start_time
     if isinstance(n_directions, bool) or not isinstance(n_directions, (int, np.integer)):
@@ -590,15 +389,15 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
     components = _Components(problem, eps, rtol, tick)
     blas = single_threaded_blas() if is_jitted(problem.cost) else contextlib.nullcontext()
     with blas:
-        signs = [_rademacher(rng, n) for _ in range(int(n_directions))]
+        signs = [rademacher(rng, n) for _ in range(int(n_directions))]
         tests = [lines.test(0, n, u) for u in signs]
         n_top_evaluations = lines.evaluations
         failing = sorted((k for k, t in enumerate(tests) if t.failed),
                          key=lambda k: -tests[k].excess)
         # With no failing direction, one on a kink is followed: a bug may hide by the kink.
         kinked = [k for k, t in enumerate(tests) if t.kind == _verdict.KINK][:1]
-        found = _Localization()
-        localizer = _Localizer(lines, components, rng, lines.evaluations
+        found = Localization()
+        localizer = Localizer(lines, components, rng, lines.evaluations
                                + MAX_LOCALIZE_EVALUATIONS, found)
         for k in failing or kinked:  # the worst first; the next only if nothing was found
             n_lost = len(found.lost)
@@ -610,7 +409,7 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
         if failing and not localizer.fails_in_block.any():
             # still unexplained: the flagged blocks one by one, the smallest first
             spans = [(int(layout.bounds[b]), int(layout.bounds[b + 1])) for b in found.flagged]
-            localizer.fallback([_Lost(lo, hi, ((lo, hi),), None) for lo, hi in spans],
+            localizer.fallback([Lost(lo, hi, ((lo, hi),), None) for lo, hi in spans],
                                found.block_checks)
         n_group_tests = lines.tests - len(tests)
 

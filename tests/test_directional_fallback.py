@@ -19,18 +19,15 @@ import pytest
 import fastcheck as fc
 from fastcheck import _verdict
 from fastcheck._detection import detection_limits
-from fastcheck._inputs import prepare
-from fastcheck.directional import (
+from fastcheck._group_testing import (
     FALLBACK_CHUNK,
     MAX_LOCALIZE_EVALUATIONS,
-    _Components,
-    _Lines,
-    _Localization,
-    _Localizer,
-    _Lost,
-    _Test,
-    run_directional,
+    Localization,
+    Localizer,
+    Lost,
 )
+from fastcheck._inputs import prepare
+from fastcheck.directional import _Components, _Lines, _Test, run_directional
 from fastcheck.models import make_mlp
 
 from . import _models
@@ -202,8 +199,8 @@ def test_correct_relu_nets_at_kinks_still_pass(seed):
 def _localizer(problem):
     lines = _Lines(problem, problem.nominal_steps(problem.theta, "auto"), 1e-5)
     components = _Components(problem, "auto", 1e-5)
-    found = _Localization()
-    return _Localizer(lines, components, np.random.default_rng(0),
+    found = Localization()
+    return Localizer(lines, components, np.random.default_rng(0),
                       MAX_LOCALIZE_EVALUATIONS, found), found
 
 
@@ -215,7 +212,7 @@ def test_the_one_by_one_fallback_fails_nothing_on_a_correct_relu_net_at_kinks(se
     localizer, found = _localizer(problem)
     bounds = problem.layout.bounds
     blocks = tuple((int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]))
-    localizer.fallback([_Lost(0, problem.layout.size, blocks, None)], found.fallbacks)
+    localizer.fallback([Lost(0, problem.layout.size, blocks, None)], found.fallbacks)
     (done,) = found.fallbacks
     n = problem.layout.size
     assert done.failed == 0 and done.checked + done.left == n
@@ -230,7 +227,7 @@ def test_the_one_by_one_fallback_fails_nothing_on_a_correct_relu_net_at_kinks(se
 def test_the_fallback_finds_the_wrong_component_and_stops_at_the_part_carrying_it():
     problem = prepare(_tanh_cost, _tanh_grad, THETA, (), None)
     localizer, found = _localizer(problem)
-    localizer.fallback([_Lost(0, 40, ((0, 20), (20, 40)), (0, 20))], found.fallbacks)
+    localizer.fallback([Lost(0, 40, ((0, 20), (20, 40)), (0, 20))], found.fallbacks)
     (done,) = found.fallbacks
     assert (done.checked, done.failed, done.left) == (20, 1, 20)
     assert localizer.components.results[WRONG][1] == _verdict.FAIL
