@@ -111,8 +111,9 @@ class Localizer:
     followed too, once every failing group is done, until one kink is located in its
     block (then the rest of that block's kink groups are skipped).
 
-    Stacks hold ``(lo, hi, u)``, ``u`` the signs on ``lo:hi`` (a view of the direction's,
-    or of the fresh ones drawn for a retest).
+    Stacks hold ``(lo, hi, u, test)``: ``u`` the signs on ``lo:hi`` (a view of the
+    direction's, or of the fresh ones drawn for a retest) and ``test`` the group's own
+    test along them (whose residual a lost group shares out among its parts).
     """
 
     def __init__(self, lines: _Lines, components: _Components, rng: np.random.Generator,
@@ -125,7 +126,7 @@ class Localizer:
         self.found = found
         self.fails_in_block = np.zeros(len(self.layout), dtype=np.int64)
         self.kinks_in_block = np.zeros(len(self.layout), dtype=np.int64)
-        self.failing: list = []  # stacks of (lo, hi, u): depth first
+        self.failing: list = []  # stacks of (lo, hi, u, test): depth first
         self.kinked: list = []
 
     def spent(self) -> int:
@@ -228,13 +229,15 @@ class Localizer:
             for part in parts:
                 if failed:
                     break
-                for pos in range(0, part.size, FALLBACK_CHUNK):
+                pos = 0
+                while pos < part.size:
                     room = min(2 * (hi - lo) - (self.components.evaluations - start),
                                self.stop_at - self.spent()) // 2
                     if room <= 0:
                         self.found.out_of_budget = True
                         break
                     chunk = part[pos:pos + min(FALLBACK_CHUNK, room)]
+                    pos += chunk.size
                     capped = self.fails_in_block[self.layout.block_of(chunk)] \
                         >= MAX_FAILURES_PER_BLOCK
                     if capped.all():
