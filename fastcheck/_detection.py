@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ._inputs import Problem
-from ._verdict import KINK
+from ._verdict import OK
 from .report import Directional, global_relative_error
 
 __all__ = ["detection_limits"]
@@ -27,10 +27,16 @@ def detection_limits(tests: list, problem: Problem, steps: np.ndarray,
     never below (nor on a kink). With h_j the smallest step, the limit is the smallest
     delta seen with probability ``probability`` over the random signs;
     ``guaranteed_limit`` the one seen for sure. Both are relative to ``||g||_2``.
+
+    Only the directions that passed count: a failed one already fails, so it cannot tell
+    whether one more error is there (whether that error is then located is up to the
+    group testing, which guarantees nothing for it). Were they counted, every failed
+    direction would "see" any error with probability 1/2, and a report that could not
+    locate a thinly spread error would state a tiny limit.
     """
     n = problem.layout.size
     g_norm = float(np.linalg.norm(problem.analytic))
-    usable = [t for t in tests if t.kind != KINK and math.isfinite(t.tolerance)
+    usable = [t for t in tests if t.kind == OK and math.isfinite(t.tolerance)
               and math.isfinite(t.analytic - t.numeric)]
     scale = math.sqrt(n) / float(np.min(steps))
     lo = np.array([max(t.tolerance - abs(t.analytic - t.numeric), 0.0) for t in usable])

@@ -27,7 +27,14 @@ roundoff floor, and the kink test on the one-sided slopes before a direction, or
 is called failed. A group whose test ends on a kink is not a failure, but a bug may sit
 beside the kink: such groups are followed too, after the failing ones, until one kink is
 located in their block. The work is capped (``MAX_FAILURES_PER_BLOCK``,
-``MAX_LOCALIZE_EVALUATIONS``) and the report's ``stop_reason`` says where it stopped.
+``MAX_LOCALIZE_EVALUATIONS``, which counts the one-by-one checks too) and the report's
+``stop_reason`` says where it stopped.
+
+A failed direction that no part explains (an error spread thinly, cancelling, or a part
+under its own tolerance) is retested with fresh signs, then checked one by one, the part
+carrying its residual first, then the flagged blocks (``_group_testing``). Only if nothing
+is confirmed does the report stay "warn" (never FAIL without a component confirmed one by
+one), naming the flagged blocks and what was left unchecked.
 """
 
 from __future__ import annotations
@@ -42,6 +49,17 @@ import numpy as np
 from . import _driver, _plan, _steps, _verdict
 from ._blas import single_threaded_blas
 from ._detection import detection_limits
+from ._group_testing import (
+    FALLBACK_CHUNK,
+    LEAF_SIZE,
+    MAX_FAILURES_PER_BLOCK,
+    MAX_LOCALIZE_EVALUATIONS,
+    Fallback,
+    Localization,
+    Localizer,
+    Lost,
+    rademacher,
+)
 from ._inputs import Problem
 from ._lazy import is_jitted
 from ._values import scalar_cost
@@ -49,16 +67,9 @@ from .backends.serial import SerialBackend, ensure_unmodified
 from .errors import CostEvaluationError
 from .report import Directional, Report, Run
 
-__all__ = ["run_directional", "LEAF_SIZE", "MAX_FAILURES_PER_BLOCK", "MAX_LOCALIZE_EVALUATIONS"]
+__all__ = ["run_directional", "LEAF_SIZE", "MAX_FAILURES_PER_BLOCK", "MAX_LOCALIZE_EVALUATIONS",
+           "FALLBACK_CHUNK"]
 
-#: Groups of at most this many components are checked component by component.
-LEAF_SIZE = 8
-#: Localization in a block stops once this many of its components are confirmed failing
-#: (checked before each leaf, so a block may end with up to LEAF_SIZE - 1 more): the error
-#: is then spread over the block, and a full check of the block lists them all.
-MAX_FAILURES_PER_BLOCK = 8
-#: Cost evaluations the localization may spend (after the K directions).
-MAX_LOCALIZE_EVALUATIONS = 2000
 #: The probability at which the report states the smallest error the directions detect.
 DETECTION_PROBABILITY = 0.95
 
@@ -152,90 +163,6 @@ class _Lines:
                      p.noise > 0 and kind == _verdict.OK)
 
 
-@dataclasses.dataclass
-class _Localization:
-    """What group testing found along one direction."""
-
-    flagged: set = dataclasses.field(default_factory=set)  # blocks whose group test failed
-    capped: set = dataclasses.field(default_factory=set)  # blocks where the cap stopped it
-    lost: list = dataclasses.field(default_factory=list)  # failing groups, no failing half
-    kinks_left: int = 0  # kink groups not followed (a kink already located in the block)
-    out_of_budget: bool = False
-
-
-class _Localizer:
-    """Adaptive group testing along one direction: blocks, then halves, depth first.
-
-    Failing groups are followed first. A group whose test ends on a kink may hide a bug
-    next to the kink, so it is followed too, once every failing group is done, until one
-    kink is located in its block (then the rest of that block's kink groups are skipped).
-    """
-
-    def __init__(self, lines: _Lines, components, u: np.ndarray, stop_at: int):
-        self.lines = lines
-        self.components = components  # checks flat indices one by one -> kinds
-        self.u = u
-        self.stop_at = stop_at  # no new group test once lines.evaluations reaches this
-        self.layout = lines.problem.layout
-        self.found = _Localization()
-        self.fails_in_block = np.zeros(len(self.layout), dtype=np.int64)
-        self.kinks_in_block = np.zeros(len(self.layout), dtype=np.int64)
-        self.failing: list = []  # stacks of (lo, hi): depth first
-        self.kinked: list = []
-
-    def _push(self, groups) -> bool:
-        """Test ``groups`` and stack the failing and kinked ones; True if any was."""
-        tested = [(g, self.lines.test(*g, self.u[g[0]:g[1]]).kind) for g in groups]
-        for g, kind in reversed(tested):  # the first group on top of its stack
-            if kind in (_verdict.FAIL, _verdict.NONFINITE):
-                self.failing.append(g)
-            elif kind == _verdict.KINK:
-                self.kinked.append(g)
-        return any(kind != _verdict.OK for _, kind in tested)
-
-    def run(self, whole: _Test) -> _Localization:
-        bounds = self.layout.bounds
-        blocks = [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
-        if len(blocks) == 1:  # the whole-vector test already was this block's test
-            (self.failing if whole.failed else self.kinked).append(blocks[0])
-        elif not self._push(blocks):
-            self.found.lost.append((0, self.layout.size))
-        self.found.flagged.update(int(self.layout.block_of(lo)) for lo, _ in self.failing)
-        while self.failing or self.kinked:
-            failing = bool(self.failing)
-            lo, hi = (self.failing if failing else self.kinked).pop()
-            block = int(self.layout.block_of(lo))
-            if failing and self.fails_in_block[block] >= MAX_FAILURES_PER_BLOCK:
-                self.found.capped.add(block)
-                continue
-            if not failing and self.kinks_in_block[block] > 0:
-                self.found.kinks_left += 1
-                continue
-            if self.lines.evaluations >= self.stop_at:
-                self.found.out_of_budget = self.found.out_of_budget or failing
-                continue
-            if hi - lo <= LEAF_SIZE:
-                self._leaf(lo, hi, block)
-                continue
-            mid = (lo + hi) // 2
-            if not self._push([(lo, mid), (mid, hi)]) and failing:
-                self.found.lost.append((lo, hi))
-        return self.found
-
-    def _leaf(self, lo: int, hi: int, block: int) -> None:
-        kinds = self.components(np.arange(lo, hi, dtype=np.int64))
-        self.fails_in_block[block] += int(np.count_nonzero(
-            np.isin(kinds, (_verdict.FAIL, _verdict.NONFINITE))))
-        self.kinks_in_block[block] += int(np.count_nonzero(kinds == _verdict.KINK))
-
-
-def _rademacher(rng: np.random.Generator, n: int) -> np.ndarray:
-    u = rng.integers(0, 2, size=n, dtype=np.int8).astype(np.float64)
-    u *= 2.0
-    u -= 1.0
-    return u
-
-
 class _Components:
     """The full check's per-component test (central differences, re-examination)."""
 
@@ -244,6 +171,10 @@ class _Components:
         self.tick = tick or (lambda n: None)
         self.backend = SerialBackend(problem)
         self.results: dict[int, tuple] = {}  # flat index -> (numeric, kind, half-step)
+
+    @property
+    def evaluations(self) -> int:
+        return self.backend.evaluations
 
     def __call__(self, indices: np.ndarray) -> np.ndarray:
         p, before = self.problem, self.backend.evaluations
@@ -268,6 +199,9 @@ class _Components:
 
             out = _verdict.reexamine(analytic[where], theta_at[where], h[where], sub, p.j0,
                                      self.rtol, evaluate, p.noise)
+            if np.any(out.off_hull):  # as the full check: confirmed off the kink, if it can
+                _driver.confirm_off_kink(self.backend, p, indices[where], theta_at[where], out,
+                                         self.rtol)
             kinds[where] = out.kinds
             numeric[where] = out.numeric
             if p.noise > 0:  # a suspect excused under float32 noise was not resolved either
@@ -290,20 +224,22 @@ def _directions_sentence(tests: list[_Test]) -> str:
 
 def _detection_sentence(d: Directional) -> str:
     if not math.isfinite(d.guaranteed_limit):
-        return ("detection power: unknown (no direction gave a finite difference off a "
-                "kink)")
+        return ("detection power: unknown (no direction passed off a kink with a finite "
+                "difference)")
     return (f"detection power: an error in one component above {d.detection_limit:.1e}"
             f"·|g| is seen with probability >= {d.probability:g} over the random signs, "
             f"above {d.guaranteed_limit:.1e}·|g| whatever the signs (|g| = ||g||_2 = "
             f"{d.gradient_norm:.3e}; limits for the component moved least, its step "
-            f"/ sqrt(N) against each direction's tolerance and residual); smaller errors, "
+            f"/ sqrt(N) against each passing direction's tolerance and residual); smaller "
+            f"errors, "
             f"and errors that cancel along every direction, can go unseen")
 
 
-def _localization_sentence(found: _Localization, layout, n_tests: int,
+def _localization_sentence(found: Localization, layout, n_tests: int,
                            n_checked: int) -> str:
-    text = (f"localized by group testing ({n_tests} group tests: blocks, then halves; groups "
-            f"of <= {LEAF_SIZE} checked one by one: {n_checked} components)")
+    text = (f"localized by group testing ({n_tests} group tests: blocks, then halves; "
+            f"{n_checked} components checked one by one: groups of <= {LEAF_SIZE}, and "
+            f"failing groups that no part explained)")
     notes = []
     if found.capped:
         names = ", ".join(layout.names[b] for b in sorted(found.capped))
@@ -313,15 +249,83 @@ def _localization_sentence(found: _Localization, layout, n_tests: int,
                      f"a full check (or one with sample=) lists them all")
     if found.out_of_budget:
         notes.append(f"it stopped at the budget of {MAX_LOCALIZE_EVALUATIONS:,} evaluations")
+    if found.retested:
+        notes.append(f"{found.retested} failing group(s) whose parts all passed were tested "
+                     f"again with fresh random signs ({found.rescued} then had a failing part)")
     if found.lost:
-        where = ", ".join(f"{layout.label(lo)}..{layout.label(hi - 1)}"
-                          for lo, hi in found.lost[:3])
-        notes.append(f"{len(found.lost)} failing group(s) had no failing half ({where}): "
-                     f"errors too small to see in halves, or cancelling")
+        where = ", ".join(_span(layout, g.lo, g.hi) + (
+            f" (mostly in {_span(layout, *g.carrier)})" if g.carrier else "")
+            for g in found.lost[:3])
+        notes.append(f"{len(found.lost)} failing group(s) had no failing part even so "
+                     f"({where}{', ...' if len(found.lost) > 3 else ''}): errors too small "
+                     f"to see in parts, or cancelling")
+    if found.fallbacks:
+        notes.append(_fallback_sentence(found.fallbacks))
+    if found.block_checks:
+        notes.append(_block_checks_sentence(found.block_checks, layout))
     if found.kinks_left:
         notes.append(f"{found.kinks_left} group(s) on a kink (ReLU/max/abs switching along "
                      f"the direction) were not followed, their block having one located")
     return text + ("; " + "; ".join(notes) if notes else "")
+
+
+def _span(layout, lo: int, hi: int) -> str:
+    """``W1`` for a whole block, ``W1[0, 0]..W1[3, 7]`` for a part of one."""
+    block = int(layout.block_of(lo))
+    bounds = layout.bounds
+    if (lo, hi) == (0, layout.size) and len(layout) > 1:
+        return "the whole gradient"
+    if (lo, hi) == (int(bounds[block]), int(bounds[block + 1])):
+        return str(layout.names[block])
+    return f"{layout.label(lo)}..{layout.label(hi - 1)}" if hi - lo > 1 else layout.label(lo)
+
+
+def _fallback_sentence(fallbacks: list[Fallback]) -> str:
+    checked = sum(f.checked for f in fallbacks)
+    failed = sum(f.failed for f in fallbacks)
+    text = (f"so they were checked one by one: {checked:,} component(s), "
+            f"{failed:,} failing")
+    before = sum(f.before for f in fallbacks)
+    if before:
+        text += f" ({before:,} more already checked)"
+    skipped = sum(f.skipped for f in fallbacks)
+    if skipped:
+        text += f"; {skipped:,} skipped, their block already failing"
+    left = sum(f.left for f in fallbacks)
+    if left:
+        text += (f"; {left:,} left unchecked (the budget, the cap per block, or a "
+                 f"failure found before them): a full check of their blocks settles them")
+    return text
+
+
+def _block_checks_sentence(checks: list[Fallback], layout) -> str:
+    parts = []
+    for c in checks:
+        done = c.checked + c.before
+        parts.append(f"{_span(layout, c.lo, c.hi)} {done:,} of {done + c.left:,}"
+                     + (f" ({c.failed:,} failing)" if c.failed else ""))
+    text = ("nothing confirmed along any failed direction, so the flagged block(s) were "
+            "checked one by one: " + ", ".join(parts))
+    if any(c.left for c in checks):
+        text += " (the rest: beyond the budget)"
+    return text
+
+
+def _unexplained_sentence(found: Localization, layout, checked: set) -> str:
+    text = "a direction failed but no single component could be blamed"
+    if found.lost or found.block_checks:
+        lost = np.zeros(layout.size, dtype=bool)
+        for g in found.lost + found.block_checks:
+            lost[g.lo:g.hi] = True
+        inside = int(np.count_nonzero(lost[np.fromiter(checked, np.int64, len(checked))]))
+        text += (f", not even checking one by one {inside:,} of the "
+                 f"{int(np.count_nonzero(lost)):,} components of the flagged blocks and of "
+                 f"the failing groups no part explained (an error spread thinly under each "
+                 f"component's tolerance, or cancelling)")
+    if found.flagged:
+        names = ", ".join(layout.names[b] for b in sorted(found.flagged))
+        return text + f": check the flagged blocks ({names}) with fc.check"
+    return text + ': check the whole gradient with fc.check (mode="full")'
 
 
 def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: int = 8,
@@ -360,15 +364,17 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
         agreed), with the full check's kinds; ``failed`` those that failed. A failure is
         only ever reported for a component confirmed one by one by the full check's own
         test, so the directional mode never fails a gradient the full check would pass.
-        When a direction failed but no single component could be blamed (an error spread
-        thinly, or cancelling), ``passed`` stays True, the verdict is "warn" and so is
-        the verdict of each block whose restricted direction failed. ``sampled`` is True;
-        ``evaluations`` counts every cost call (the two of ``prepare`` included);
-        ``stop_reason`` tells the directions tested, what the localization did and where
-        it stopped, the evaluations spent and the smallest error in one component the
-        directions could detect; ``report.directional`` holds that limit (relative to
-        ``||g||_2``, at probability ``DETECTION_PROBABILITY``), which a passing report's
-        headline states.
+        When a direction failed but no single component could be blamed, even checking
+        the groups no part explained and then the flagged blocks one by one within the
+        budget (an error spread thinly under each component's tolerance, or cancelling),
+        ``passed`` stays True, the verdict is "warn" and so is the verdict of each block
+        whose restricted direction failed or that carries most of a lost group's
+        residual. ``sampled`` is True; ``evaluations`` counts every cost call (the two
+        of ``prepare`` included); ``stop_reason`` tells the directions tested, what the
+        localization did and where it stopped, the evaluations spent and the smallest
+        error in one component the passing directions could detect;
+        ``report.directional`` holds that limit (relative to ``||g||_2``, at probability
+        ``DETECTION_PROBABILITY``), which a passing report's headline states.
     """
     start = time.perf_counter() if start_time is None else start_time
     if isinstance(n_directions, bool) or not isinstance(n_directions, (int, np.integer)):
@@ -383,22 +389,29 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
     components = _Components(problem, eps, rtol, tick)
     blas = single_threaded_blas() if is_jitted(problem.cost) else contextlib.nullcontext()
     with blas:
-        signs = [_rademacher(rng, n) for _ in range(int(n_directions))]
+        signs = [rademacher(rng, n) for _ in range(int(n_directions))]
         tests = [lines.test(0, n, u) for u in signs]
         n_top_evaluations = lines.evaluations
         failing = sorted((k for k, t in enumerate(tests) if t.failed),
                          key=lambda k: -tests[k].excess)
         # With no failing direction, one on a kink is followed: a bug may hide by the kink.
         kinked = [k for k, t in enumerate(tests) if t.kind == _verdict.KINK][:1]
-        stop_at = lines.evaluations + MAX_LOCALIZE_EVALUATIONS
-        found, n_group_tests, flagged = _Localization(), 0, set()
+        found = Localization()
+        localizer = Localizer(lines, components, rng, lines.evaluations
+                               + MAX_LOCALIZE_EVALUATIONS, found)
         for k in failing or kinked:  # the worst first; the next only if nothing was found
-            tests_before = lines.tests
-            found = _Localizer(lines, components, signs[k], stop_at).run(tests[k])
-            n_group_tests += lines.tests - tests_before
-            flagged |= found.flagged
-            if components.results or lines.evaluations >= stop_at:
+            n_lost = len(found.lost)
+            localizer.run(tests[k], signs[k])
+            # a failed direction that no part explained: its groups, one by one
+            localizer.fallback(found.lost[n_lost:], found.fallbacks)
+            if localizer.fails_in_block.any() or localizer.spent() >= localizer.stop_at:
                 break
+        if failing and not localizer.fails_in_block.any():
+            # still unexplained: the flagged blocks one by one, the smallest first
+            spans = [(int(layout.bounds[b]), int(layout.bounds[b + 1])) for b in found.flagged]
+            localizer.fallback([Lost(lo, hi, ((lo, hi),), None) for lo, hi in spans],
+                               found.block_checks)
+        n_group_tests = lines.tests - len(tests)
 
     indices = np.array(sorted(components.results), dtype=np.int64)
     rows = [components.results[int(i)] for i in indices]
@@ -412,8 +425,7 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
     detection = detection_limits(tests, problem, steps, DETECTION_PROBABILITY)
 
     # the two calls at theta (prepare), then the directions and the localization
-    evaluations = (2 + spent + problem.probe_evaluations + lines.evaluations
-                   + components.backend.evaluations)
+    evaluations = 2 + spent + problem.probe_evaluations + localizer.spent()
     reason = [
         f"directional mode: {len(tests)} random Rademacher directions (seed {used_seed}), "
         f"each component moved by its full-check step / sqrt(N): "
@@ -423,8 +435,7 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
     if failing or kinked:
         reason.append(_localization_sentence(found, layout, n_group_tests, indices.size))
     if unexplained:
-        reason.append("a direction failed but no single component could be blamed: check "
-                      "the flagged blocks with fc.check")
+        reason.append(_unexplained_sentence(found, layout, set(components.results)))
     reason.append(f"{evaluations:,} cost evaluations in all (a full check needs "
                   f"{2 * n + 2:,})")
     reason.append(_detection_sentence(detection))
@@ -445,5 +456,5 @@ def run_directional(problem: Problem, *, eps, rtol: float, seed, n_directions: i
         layout, indices, problem.analytic[indices],
         np.array([r[0] for r in rows], dtype=np.float64), kinds,
         np.array([r[2] for r in rows], dtype=np.float64), problem.theta[indices], run,
-        warn_blocks=tuple(sorted(flagged)), unexplained=unexplained or blind,
+        warn_blocks=tuple(sorted(found.flagged)), unexplained=unexplained or blind,
         directional=detection, unresolved=np.array([r[3] for r in rows], dtype=bool))
