@@ -178,7 +178,8 @@ def rounding_points(theta: np.ndarray, count: int = ROUNDING_POINTS
     so (its ulp is ~1e-45) and stays as it is.
     """
     rng = np.random.default_rng(1)  # part of the method: always the same
-    rounded32 = theta.astype(np.float32)
+    with np.errstate(over="ignore"):  # a float64 block beyond float32's range: inf
+        rounded32 = theta.astype(np.float32)
     rounded = rounded32.astype(np.float64)
     ulp = np.spacing(np.abs(rounded32)).astype(np.float64)
     ulp[np.abs(rounded32) < np.finfo(np.float32).tiny] = 0.0
@@ -195,11 +196,12 @@ def rounds_input_to_float32(value_at: Callable[[np.ndarray], float], theta: np.n
     :func:`rounding_points`): a cost that casts its input to float32 returns exactly the
     same value at all of them; a float64 cost returns ``J + g . delta`` (a change of
     ~1e-8 |g| |theta|, a million float64 ulps of a unit J), on a kink too. ``None`` when
-    no component can move (all 0): the probe then says nothing. ``j_theta``: J at
-    ``theta``, reused when ``theta`` is already a float32 number.
+    no component can move (all 0) or one is beyond float32's range (a float64 block): the
+    probe then says nothing. ``j_theta``: J at ``theta``, reused when ``theta`` is already
+    a float32 number.
     """
     rounded, points = rounding_points(theta)
-    if not np.any(points[0] != rounded):
+    if not np.all(np.isfinite(rounded)) or not np.any(points[0] != rounded):
         return None, 0
     used = 0
     if np.array_equal(rounded, theta):
