@@ -112,13 +112,16 @@ def is_float32(value: Any) -> bool:
 
 
 def line_estimates(value_at: Callable[[np.ndarray], float], theta: np.ndarray,
-                   spacing: float = PROBE_SPACING) -> tuple[np.ndarray, float, list[bool]]:
+                   spacing: float = PROBE_SPACING, only: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, float, list[bool], int]:
     """Per probe line, ``rms(4th differences) / sqrt(70)`` (NaN for a line along which J is
-    exactly constant); the largest ``|J|`` seen; which lines were constant.
+    exactly constant, or not probed); the largest ``|J|`` seen; which lines were constant;
+    the evaluations used.
 
     The lines (always the same: a fixed seed) are ``PROBE_COMPONENTS`` single components
     and ``PROBE_DIRECTIONS`` random sign vectors through all of them, each with
-    ``PROBE_POINTS`` points ``spacing * max(1, |theta_i|)`` apart.
+    ``PROBE_POINTS`` points ``spacing * max(1, |theta_i|)`` apart; ``only`` (a mask over
+    the lines) skips the others.
     """
     rng = np.random.default_rng(0)  # the probe is part of the method: always the same
     n = theta.shape[0]
@@ -127,16 +130,21 @@ def line_estimates(value_at: Callable[[np.ndarray], float], theta: np.ndarray,
              for i in rng.choice(n, size=min(n, PROBE_COMPONENTS), replace=False)]
     lines += [rng.choice((-1.0, 1.0), size=n) for _ in range(PROBE_DIRECTIONS if n > 1 else 0)]
     offsets = np.arange(PROBE_POINTS) - PROBE_POINTS // 2
-    estimates, largest, constant = [], 0.0, []
-    for direction in lines:
+    estimates, largest, constant, used = [], 0.0, [], 0
+    for k, direction in enumerate(lines):
+        if only is not None and not only[k]:
+            estimates.append(math.nan)
+            constant.append(False)
+            continue
         step = spacing * scale * direction
-        values = np.array([value_at(theta + k * step) for k in offsets])
+        values = np.array([value_at(theta + j * step) for j in offsets])
+        used += PROBE_POINTS
         largest = max(largest, float(np.max(np.abs(values))))
         constant.append(bool(np.all(values == values[0])))
         fourth = np.diff(values, n=4)
         estimates.append(math.nan if constant[-1] else
                          math.sqrt(float(np.mean(fourth**2)) / 70.0))
-    return np.array(estimates), largest, constant
+    return np.array(estimates), largest, constant, used
 
 
 def estimate_noise(value_at: Callable[[np.ndarray], float], theta: np.ndarray
@@ -155,8 +163,8 @@ def estimate_noise(value_at: Callable[[np.ndarray], float], theta: np.ndarray
     models only; before, such a cost measured 0 noise, was checked as float64, and a
     correct gradient failed.)
     """
-    estimates, largest, constant = line_estimates(value_at, theta)
-    return _noise_of(estimates, largest, constant), largest, len(constant) * PROBE_POINTS
+    estimates, largest, constant, used = line_estimates(value_at, theta)
+    return _noise_of(estimates, largest, constant), largest, used
 
 
 def _noise_of(estimates: np.ndarray, largest: float, constant: list[bool]) -> float:
@@ -233,15 +241,17 @@ def spacing_ratio(value_at: Callable[[np.ndarray], float], theta: np.ndarray,
     at the fine spacing and looks quieter than its noise. ``coarse``: the line estimates
     at ``PROBE_SPACING`` (:func:`line_estimates`).
     """
-    fine, _, constant = line_estimates(value_at, theta, PROBE_SPACING / FINE_SPACING)
     with np.errstate(invalid="ignore"):
-        loud = (coarse > floor) & (fine > floor)
+        loud = coarse > floor  # the others say nothing: not probed again
+    fine, _, _, used = line_estimates(value_at, theta, PROBE_SPACING / FINE_SPACING, loud)
+    with np.errstate(invalid="ignore"):
+        loud &= fine > floor
     components = min(theta.shape[0], PROBE_COMPONENTS)
     ratios = [math.sqrt(float(np.mean(fine[group][loud[group]] ** 2)
                               / np.mean(coarse[group][loud[group]] ** 2)))
               for group in (slice(0, components), slice(components, None))
               if np.any(loud[group])]
-    return (min(ratios) if ratios else 0.0), len(constant) * PROBE_POINTS
+    return (min(ratios) if ratios else 0.0), used
 
 
 def classify(value_at: Callable[[np.ndarray], float], theta: np.ndarray, j0: float,
@@ -253,8 +263,8 @@ def classify(value_at: Callable[[np.ndarray], float], theta: np.ndarray, j0: flo
     the evidence, tried in order; the noise probe always runs (its ``sigma`` sets the
     steps), the others only when its noise is above float64 roundoff.
     """
-    lines, largest, constant = line_estimates(value_at, theta)
-    noise, used = _noise_of(lines, largest, constant), len(constant) * PROBE_POINTS
+    lines, largest, constant, used = line_estimates(value_at, theta)
+    noise = _noise_of(lines, largest, constant)
     if returned_float32:  # at least the rounding of the returned value
         noise = max(noise, 0.5 * EPS32 * abs(j0))
         return Precision(True, noise, "it returned a float32 value", used)
