@@ -338,9 +338,9 @@ def _float32_handling(cost: Callable, theta: np.ndarray, layout: Layout, kind: s
     """Noise level, report notes and probe evaluations for a float32 model.
 
     Nothing to do (``(0.0, (), 0)``) when neither the params nor the cost's value are
-    float32. Otherwise the cost's noise is measured: float64-level means the cost follows
-    its input's dtype (checked in float64); a float32 value or a high noise means it
-    computes in float32 (steps and floor from the noise). Either way a warning is issued.
+    float32. Otherwise ``_precision.classify`` decides: the cost follows its input's dtype
+    (checked in float64; noise 0) or computes in float32 (steps and floor from its measured
+    noise), from evidence a ReLU kink cannot fake. Either way a warning is issued.
     """
     from ._verdict import NOISE_FACTOR
 
@@ -352,14 +352,10 @@ def _float32_handling(cost: Callable, theta: np.ndarray, layout: Layout, kind: s
         value = _call_user(cost, x, layout, kind, args)
         return scalar_cost(value[0] if returns_grad else value, "while measuring its noise")
 
-    noise, largest, probes = _precision.estimate_noise(value_at, theta)
-    if returned_float32:  # at least the rounding of the returned value
-        noise = max(noise, 0.5 * _precision.EPS32 * abs(j0))
-    low = returned_float32 or noise > _precision.LOW_PRECISION_NOISE * max(abs(j0), largest)
-    note, warning = _precision.describe(blocks, returned_float32, noise, j0, low,
-                                        NOISE_FACTOR)
+    precision = _precision.classify(value_at, theta, j0, returned_float32)
+    note, warning = _precision.describe(blocks, precision, j0, NOISE_FACTOR)
     warnings.warn(warning, UserWarning, stacklevel=_precision.user_stacklevel())
-    return (noise if low else 0.0), (note,), probes
+    return precision.noise, (note,), precision.evaluations
 
 
 def may_hide_low_precision(problem: Problem) -> bool:
