@@ -140,18 +140,11 @@ def test_relu_layer_computing_in_float32_is_still_taken_as_float32(seed):
 
 
 # -- a cost that really computes in float32, on a kink ------------------------------------
-#: Seeds whose correct gradient fails while judge_level calls a kink only a jump above 4
-#: noise floors: a jump between 2 and 4 of them is neither a kink nor a match (it moves
-#: the central difference by up to half of it, one floor is allowed). The f32kink branch
-#: report gives the two-line change of _verdict.py; with it these pass (strict xfail:
-#: drop the mark then).
-NEEDS_KINK_AT_2_NOISE = pytest.mark.xfail(
-    strict=True, reason="judge_level's kink threshold is 4 noise floors (needs 2)")
-
-
+#: Seeds 1, 5, 9, 12, 15 and 18 failed while judge_level called a kink only a jump above 4
+#: noise floors: a jump between 2 and 4 of them was neither a kink nor a match (it moves
+#: the central difference by up to half of it, one floor is allowed); the threshold is 2.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("seed", [pytest.param(s, marks=NEEDS_KINK_AT_2_NOISE)
-                                  if s in (1, 5, 9, 12, 15, 18) else s for s in range(20)])
+@pytest.mark.parametrize("seed", range(20))
 def test_float32_cost_on_a_kink_passes_a_correct_gradient(seed, dtype):
     p, args = make(seed, dtype)
     report = run(cost32, grad, p, args)

@@ -208,9 +208,9 @@ def test_kink_needs_a_jump_above_tolerance_that_does_not_scale_with_the_step():
 
     same = _level(0.0, -1.0, 1.0)  # jump 2
     assert kink(same, same)
-    assert not kink(_level(0.0, -1.0, 1.0, noise=0.5), same)  # 2 > 4 * 0.5 fails
-    assert kink(_level(0.0, -1.0, 1.0, noise=0.5 - 1e-9), same)
-    assert kink(_level(0.0, -1.0, 1.0, noise=0.45), same)  # 2 > 4 * 0.45 (not 5 * 0.45)
+    assert not kink(_level(0.0, -1.0, 1.0, noise=1.0), same)  # 2 > 2 * 1.0 fails
+    assert kink(_level(0.0, -1.0, 1.0, noise=1.0 - 1e-9), same)
+    assert kink(_level(0.0, -1.0, 1.0, noise=0.9), same)  # 2 > 2 * 0.9 (not 3 * 0.9)
     assert not kink(same, same, rtol=1.0) and kink(same, same, rtol=0.99)  # rtol (|l| + |r|)
     # shrinking: the current (smaller) step's jump must be >= half the previous one's
     assert kink(_level(0.0, -0.5, 0.5), _level(0.0, -1.0, 1.0))
