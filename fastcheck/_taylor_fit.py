@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ._inputs import Problem
+from ._inputs import Problem, _call_user, normalise_grad
 from ._steps import EPS_MACHINE
 from ._values import scalar_cost
 from ._verdict import NOISE_FACTOR, ROUNDOFF_FACTOR
@@ -146,19 +146,20 @@ def _detection_limit(used: np.ndarray, residuals: np.ndarray, steps: np.ndarray,
 def _kink(problem: Problem, d: np.ndarray, plus: _Remainders, extend: bool, run: _Run) -> _Run:
     """A direction whose rate failed, judged again with the mirrored steps.
 
-    When ``S(h)`` falls at rate 1 the direction crosses a kink at theta: the steps are
-    halved further (when they are the default ones) until roundoff takes over the
-    one-sided derivatives, and g.d is compared with them. Otherwise (a smooth cost: S falls
-    like h^2, or sits at the floor) the failure ``run`` stands. A kink *near* theta that
+    When ``S(h)`` falls at rate 1 (or has not settled at 2: a small jump under the h^2
+    term) the steps are halved further (when they are the default ones) until roundoff
+    takes over the one-sided derivatives; if S then falls at rate 1 the direction crosses
+    a kink at theta and g.d is compared with them. Otherwise (a smooth cost: S falls like
+    h^2, or sits at the floor) the failure ``run`` stands. A kink *near* theta that
     the smaller steps pass under shows rate 2 there: then the run passes by its rate.
     """
     minus = _Remainders(problem, d, mirrored=True)
     for h in plus.h:
         minus.add(h)
     s_rate, s_points = _second_difference(plus, minus)
-    if not _falls_like_h(s_rate, s_points):
+    if not _falls_like_h(s_rate, s_points) and (not extend or _smooth(s_rate, s_points)):
         return _no_kink(run, minus, s_rate)
-    if extend:
+    if extend:  # S falls like h, or has not settled (a small jump under the h^2 term)
         _extend(plus, minus)
         run = _judge(plus, d)
         if run.passed:  # the kink is near theta, not at it: the smaller steps see h^2
@@ -177,11 +178,23 @@ def _kink(problem: Problem, d: np.ndarray, plus: _Remainders, extend: bool, run:
     lo, hi = gd + min(rho_p, -rho_m) - tol, gd + max(rho_p, -rho_m) + tol
     outside = max(min(rho_p, -rho_m), min(-rho_p, rho_m))
     passed = bool(outside <= tol)
+    nearby = (_Nearby(problem, d, plus.h[0]) if not passed and problem.grad_fn is not None
+              else None)
+    if nearby is not None and nearby.spans(gd, tol):
+        passed = True
     kink = (f"d crosses a kink of the cost at theta: J(theta + h d) + J(theta - h d) - "
             f"2 J(theta) falls at rate {s_rate:.2f} (h, not h^2), the one-sided directional "
             f"derivatives differ by {abs(jump):.2e}, and the remainder falls like h for any "
             "subgradient")
-    if passed:
+    if nearby is not None and passed:
+        lo, hi = min(lo, nearby.lo - tol), max(hi, nearby.hi + tol)
+        note = (f"{kink}; g.d = {gd:.6e} lies outside them, but the gradient function, "
+                f"confirmed by central differences at {nearby.confirmed} of "
+                f"{CONFIRM_POINTS} points next to theta (off the kinks), gives g.d from "
+                f"{nearby.lo:.6e} to {nearby.hi:.6e} there: several kinks meet at theta, "
+                "and g is the gradient of a smooth piece next to it (a Clarke subgradient); "
+                "an error in g.d that keeps it inside goes unseen")
+    elif passed:
         note = (f"{kink}; g.d = {gd:.6e} lies between them ([{lo:.6e}, {hi:.6e}] with their "
                 "error): a subgradient along d, whose rate says nothing, and an error in g.d "
                 "that keeps it inside goes unseen")
@@ -189,8 +202,82 @@ def _kink(problem: Problem, d: np.ndarray, plus: _Remainders, extend: bool, run:
         note = (f"{kink}; g.d = {gd:.6e} lies outside them ([{lo:.6e}, {hi:.6e}] with their "
                 f"error) by {outside - tol:.2e}: not a subgradient, the gradient is wrong "
                 "along d")
+        if nearby is not None:
+            note += (" (nor the gradient of a smooth piece next to theta: "
+                     + (f"at the {nearby.confirmed} of {CONFIRM_POINTS} nearby points where "
+                        f"the gradient function was confirmed it gives g.d from "
+                        f"{nearby.lo:.6e} to {nearby.hi:.6e})" if nearby.confirmed else
+                        f"the gradient function disagrees with the cost at all "
+                        f"{CONFIRM_POINTS} nearby points)"))
+    extra = len(minus.h) + (nearby.evaluations if nearby is not None else 0)
     return replace(run, passed=passed, note=_join(note, run.note), limit=hi - lo, kink=True,
-                   interval=(lo, hi), mirrored=len(minus.h))
+                   interval=(lo, hi), mirrored=extra)
+
+
+#: Where several kinks meet at theta (ReLU units at 0 together), a correct subgradient of
+#: backprop can lie outside the one-sided derivatives along d (relu(t) - relu(-t) = t has a
+#: smooth derivative 1 along t, but the pieces next to 0 have gradients 0 and 2). So with a
+#: gradient function, a g.d outside is looked for among the pieces next to theta: at this
+#: many rays ``theta + t eps v`` (``v = +-d`` and random directions scaled like d) ...
+CONFIRM_POINTS = 16
+#: ... with ``eps`` this fraction of the first step, the gradient function's ``g(y) . d`` at
+#: ``y = theta + eps v`` is confirmed by a central difference of step ``eps / CONFIRM_SHRINK``
+#: there (which rarely reaches back to a kink; a point where it does disagrees and is left
+#: out) within ``CONFIRM_RTOL`` (plus roundoff), and extrapolated to theta along the ray
+#: (``2 g(y) . d - g(theta + 2 eps v) . d``, with their difference as its error). g.d
+#: passes when it lies within the values confirmed: so a wrong formula (wrong off the kink
+#: too, so never confirmed) and a value that no piece next to theta has (sign(0) replaced
+#: by 3 in an L1 term) still fail.
+CONFIRM_OFFSET = 1e-4
+CONFIRM_SHRINK = 64.0
+CONFIRM_RTOL = 1e-6
+
+
+class _Nearby:
+    """The confirmed ``g . d`` of the pieces of J next to theta (see ``CONFIRM_POINTS``)."""
+
+    def __init__(self, problem: Problem, d: np.ndarray, h0: float):
+        self.lo, self.hi = math.inf, -math.inf
+        self.confirmed = 0
+        self.evaluations = 0
+        theta, scale = problem.theta, np.maximum(1.0, np.abs(problem.theta))
+        eps = CONFIRM_OFFSET * h0
+        step = eps / CONFIRM_SHRINK
+        rng = np.random.default_rng(CONFIRM_POINTS)  # reproducible
+        x = theta.copy()
+        call = problem.make_call(x)
+        size = float(np.max(np.abs(d)))
+        for m in range(CONFIRM_POINTS):
+            v = d if m == 0 else -d if m == 1 else rng.standard_normal(d.shape[0]) * scale
+            v = v * (size / float(np.max(np.abs(v))))
+            near, far = (float(_gradient_at(problem, theta + k * eps * v) @ d) for k in (1, 2))
+            js = []
+            for target in (theta + eps * v + step * d, theta + eps * v - step * d):
+                x[:] = target
+                js.append(scalar_cost(call(), "next to a kink (Taylor test)"))
+            self.evaluations += 2 + 2 * int(problem.cost_returns_grad)
+            numeric = (js[0] - js[1]) / (2.0 * step)
+            roundoff = (ROUNDOFF_FACTOR * EPS_MACHINE * max(abs(js[0]), abs(js[1]))
+                        + NOISE_FACTOR * problem.noise) / step
+            if abs(near - numeric) <= CONFIRM_RTOL * (abs(near) + abs(numeric)) + roundoff:
+                at_theta, drift = 2.0 * near - far, abs(near - far)
+                self.lo = min(self.lo, at_theta - drift)
+                self.hi = max(self.hi, at_theta + drift)
+                self.confirmed += 1
+
+    def spans(self, gd: float, tol: float) -> bool:
+        """Does g.d lie within the confirmed values (widened by ``tol``)?"""
+        return self.confirmed > 0 and self.lo - tol <= gd <= self.hi + tol
+
+
+def _gradient_at(problem: Problem, y: np.ndarray) -> np.ndarray:
+    """The gradient function at y, flat float64 (a private copy of y is passed)."""
+    raw = _call_user(problem.grad_fn, y, problem.layout, problem.params_kind, problem.args,
+                     "grad")
+    if problem.cost_returns_grad:
+        raw = raw[1]
+    return normalise_grad(raw, problem.layout, problem.params_kind, "grad next to a kink",
+                          float32_ok=bool(problem.notes))
 
 
 def _join(first: str, second: str) -> str:
@@ -216,6 +303,11 @@ def _second_difference(plus: _Remainders, minus: _Remainders) -> tuple[float, in
     floor = np.array(plus.floor[:n]) + np.array(minus.floor)
     rate, _, used, _ = _fit(h, np.where(np.isfinite(s), s, np.nan), floor)
     return float(rate), int(np.count_nonzero(used))
+
+
+def _smooth(rate: float, points: int) -> bool:
+    """S at the floor, or falling like h^2 (or faster): no kink shows above the floor."""
+    return points < 2 or not math.isfinite(rate) or rate >= 2.0 - SLOPE_TOLERANCE
 
 
 def _falls_like_h(rate: float, points: int) -> bool:
