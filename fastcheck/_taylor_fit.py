@@ -158,7 +158,7 @@ def _kink(problem: Problem, d: np.ndarray, plus: _Remainders, extend: bool, run:
         minus.add(h)
     s_rate, s_points = _second_difference(plus, minus)
     if not _falls_like_h(s_rate, s_points) and (not extend or _smooth(s_rate, s_points)):
-        return _no_kink(run, minus, s_rate)
+        return _no_kink(problem, d, run, minus, s_rate)
     if extend:  # S falls like h, or has not settled (a small jump under the h^2 term)
         _extend(plus, minus)
         run = _judge(plus, d)
@@ -166,20 +166,20 @@ def _kink(problem: Problem, d: np.ndarray, plus: _Remainders, extend: bool, run:
             return replace(run, mirrored=len(minus.h))
         s_rate, s_points = _second_difference(plus, minus)
         if not _falls_like_h(s_rate, s_points):
-            return _no_kink(run, minus, s_rate)
+            return _no_kink(problem, d, run, minus, s_rate)
     (rho_p, err_p), (rho_m, err_m) = _one_sided(plus), _one_sided(minus)
     tol = KINK_SAFETY * (err_p + err_m)
     jump = rho_p + rho_m  # a+ - a-: S(h) / h as h -> 0
     if not (math.isfinite(tol) and abs(jump) >= KINK_RESOLVE * tol):
-        return _no_kink(run, minus, s_rate)
+        return _no_kink(problem, d, run, minus, s_rate)
     gd = float(problem.analytic @ d)
     # rho_p = a+ - g.d and rho_m = g.d - a-: g.d lies between a- and a+ when they have the
     # same sign; else it lies outside by the smaller of the two.
     lo, hi = gd + min(rho_p, -rho_m) - tol, gd + max(rho_p, -rho_m) + tol
     outside = max(min(rho_p, -rho_m), min(-rho_p, rho_m))
     passed = bool(outside <= tol)
-    nearby = (_Nearby(problem, d, plus.h[0]) if not passed and problem.grad_fn is not None
-              else None)
+    nearby = (_Nearby(problem, d, plus.h[0], gd, tol)
+              if not passed and problem.grad_fn is not None else None)
     if nearby is not None and nearby.spans(gd, tol):
         passed = True
     kink = (f"d crosses a kink of the cost at theta: J(theta + h d) + J(theta - h d) - "
@@ -190,7 +190,7 @@ def _kink(problem: Problem, d: np.ndarray, plus: _Remainders, extend: bool, run:
         lo, hi = min(lo, nearby.lo - tol), max(hi, nearby.hi + tol)
         note = (f"{kink}; g.d = {gd:.6e} lies outside them, but the gradient function, "
                 f"confirmed by central differences at {nearby.confirmed} of "
-                f"{CONFIRM_POINTS} points next to theta (off the kinks), gives g.d from "
+                f"{nearby.tried} points next to theta (off the kinks), gives g.d from "
                 f"{nearby.lo:.6e} to {nearby.hi:.6e} there: several kinks meet at theta, "
                 "and g is the gradient of a smooth piece next to it (a Clarke subgradient); "
                 "an error in g.d that keeps it inside goes unseen")
@@ -204,7 +204,7 @@ def _kink(problem: Problem, d: np.ndarray, plus: _Remainders, extend: bool, run:
                 "along d")
         if nearby is not None:
             note += (" (nor the gradient of a smooth piece next to theta: "
-                     + (f"at the {nearby.confirmed} of {CONFIRM_POINTS} nearby points where "
+                     + (f"at the {nearby.confirmed} of {nearby.tried} nearby points where "
                         f"the gradient function was confirmed it gives g.d from "
                         f"{nearby.lo:.6e} to {nearby.hi:.6e})" if nearby.confirmed else
                         f"the gradient function disagrees with the cost at all "
@@ -219,7 +219,7 @@ def _kink(problem: Problem, d: np.ndarray, plus: _Remainders, extend: bool, run:
 #: smooth derivative 1 along t, but the pieces next to 0 have gradients 0 and 2). So with a
 #: gradient function, a g.d outside is looked for among the pieces next to theta: at this
 #: many rays ``theta + t eps v`` (``v = +-d`` and random directions scaled like d) ...
-CONFIRM_POINTS = 16
+CONFIRM_POINTS = 32
 #: ... with ``eps`` this fraction of the first step, the gradient function's ``g(y) . d`` at
 #: ``y = theta + eps v`` is confirmed by a central difference of step ``eps / CONFIRM_SHRINK``
 #: there (which rarely reaches back to a kink; a point where it does disagrees and is left
@@ -229,17 +229,26 @@ CONFIRM_POINTS = 16
 #: too, so never confirmed) and a value that no piece next to theta has (sign(0) replaced
 #: by 3 in an L1 term) still fail.
 CONFIRM_OFFSET = 1e-4
+#: Rays are no longer drawn after this many when none was confirmed (the gradient function
+#: is wrong off the kink too) or, when the pieces must differ, all confirmed are one piece.
+CONFIRM_EARLY = 8
 CONFIRM_SHRINK = 64.0
 CONFIRM_RTOL = 1e-6
 
 
 class _Nearby:
-    """The confirmed ``g . d`` of the pieces of J next to theta (see ``CONFIRM_POINTS``)."""
+    """The confirmed ``g . d`` of the pieces of J next to theta (see ``CONFIRM_POINTS``),
+    drawn until they span ``gd`` (with ``tol``) or ``CONFIRM_POINTS`` rays were tried
+    (``CONFIRM_EARLY`` when they give no hope).
 
-    def __init__(self, problem: Problem, d: np.ndarray, h0: float):
-        self.lo, self.hi = math.inf, -math.inf
-        self.confirmed = 0
-        self.evaluations = 0
+    With ``distinct``, the pieces must also differ from each other (their spread at least
+    ``KINK_RESOLVE`` times their error): kinks meet at theta, the cost is not smooth there.
+    """
+
+    def __init__(self, problem: Problem, d: np.ndarray, h0: float, gd: float, tol: float,
+                 distinct: bool = False):
+        self.lo, self.hi, self.error = math.inf, -math.inf, 0.0
+        self.confirmed = self.tried = self.evaluations = 0
         theta, scale = problem.theta, np.maximum(1.0, np.abs(problem.theta))
         eps = CONFIRM_OFFSET * h0
         step = eps / CONFIRM_SHRINK
@@ -247,7 +256,11 @@ class _Nearby:
         x = theta.copy()
         call = problem.make_call(x)
         size = float(np.max(np.abs(d)))
-        for m in range(CONFIRM_POINTS):
+        while self.tried < CONFIRM_POINTS and not self.spans(gd, tol, distinct):
+            if self.tried >= CONFIRM_EARLY and (not self.confirmed or (
+                    distinct and not self.hi - self.lo >= KINK_RESOLVE * self.error)):
+                break  # a formula wrong off the kink, or (distinct) one smooth piece
+            m, self.tried = self.tried, self.tried + 1
             v = d if m == 0 else -d if m == 1 else rng.standard_normal(d.shape[0]) * scale
             v = v * (size / float(np.max(np.abs(v))))
             near, far = (float(_gradient_at(problem, theta + k * eps * v) @ d) for k in (1, 2))
@@ -259,14 +272,19 @@ class _Nearby:
             numeric = (js[0] - js[1]) / (2.0 * step)
             roundoff = (ROUNDOFF_FACTOR * EPS_MACHINE * max(abs(js[0]), abs(js[1]))
                         + NOISE_FACTOR * problem.noise) / step
-            if abs(near - numeric) <= CONFIRM_RTOL * (abs(near) + abs(numeric)) + roundoff:
+            allowed = CONFIRM_RTOL * (abs(near) + abs(numeric)) + roundoff
+            if abs(near - numeric) <= allowed:
                 at_theta, drift = 2.0 * near - far, abs(near - far)
                 self.lo = min(self.lo, at_theta - drift)
                 self.hi = max(self.hi, at_theta + drift)
+                self.error = max(self.error, 2 * drift + allowed)
                 self.confirmed += 1
 
-    def spans(self, gd: float, tol: float) -> bool:
-        """Does g.d lie within the confirmed values (widened by ``tol``)?"""
+    def spans(self, gd: float, tol: float, distinct: bool = False) -> bool:
+        """Does g.d lie within the confirmed values (widened by ``tol``), and do they
+        differ (when ``distinct``)?"""
+        if distinct and not self.hi - self.lo >= KINK_RESOLVE * self.error:
+            return False
         return self.confirmed > 0 and self.lo - tol <= gd <= self.hi + tol
 
 
@@ -284,13 +302,32 @@ def _join(first: str, second: str) -> str:
     return "; ".join(part for part in (first, second) if part)
 
 
-def _no_kink(run: _Run, minus: _Remainders, s_rate: float) -> _Run:
-    """The failure stands; say what the mirrored steps saw."""
+def _no_kink(problem: Problem, d: np.ndarray, run: _Run, minus: _Remainders,
+             s_rate: float) -> _Run:
+    """No kink along d: the failure stands, unless kinks meet at theta and cancel along d
+    (``relu(t) - relu(-t) = t``): then g may still be the gradient of a piece next to
+    theta, confirmed as in ``_kink`` among pieces that differ from each other."""
     how = (f"falls at rate {s_rate:.2f}" if math.isfinite(s_rate)
            else "is at the roundoff floor")
     note = (f"no kink at theta along d: J(theta + h d) + J(theta - h d) - 2 J(theta) {how} "
             "(like h only at a kink)")
-    return replace(run, note=_join(run.note, note), mirrored=len(minus.h))
+    extra = len(minus.h)
+    if problem.grad_fn is not None and math.isfinite(run.rate):
+        gd = float(problem.analytic @ d)
+        nearby = _Nearby(problem, d, run.h[0], gd, 0.0, distinct=True)
+        extra += nearby.evaluations
+        if nearby.spans(gd, 0.0, distinct=True):
+            note = (f"{note}, but several kinks meet at theta and cancel along d: g.d = "
+                    f"{gd:.6e} is not J's derivative along d, yet the gradient function, "
+                    f"confirmed by central differences at {nearby.confirmed} of "
+                    f"{nearby.tried} points next to theta (off the kinks), gives g.d from "
+                    f"{nearby.lo:.6e} to {nearby.hi:.6e} there: g is the gradient of a "
+                    "smooth piece next to theta (a Clarke subgradient), and an error in g.d "
+                    "that keeps it inside goes unseen")
+            return replace(run, passed=True, note=_join(note, run.note),
+                           limit=nearby.hi - nearby.lo, kink=True,
+                           interval=(nearby.lo, nearby.hi), mirrored=extra)
+    return replace(run, note=_join(run.note, note), mirrored=extra)
 
 
 def _second_difference(plus: _Remainders, minus: _Remainders) -> tuple[float, int]:
