@@ -117,8 +117,9 @@ class TaylorResult:
         Fitted slope of log r against log h (about 2 when the gradient is right, 1 when
         it is wrong); NaN when fewer than two steps are above the roundoff floor.
     passed : bool
-        Along every direction tried, ``rate >= PASS_RATE`` or every remainder at the
-        roundoff floor (see ``note``); for a noisy cost, one ambiguous failure that a
+        Along every direction tried, ``rate >= PASS_RATE``, or every remainder at the
+        roundoff floor (see ``note``), or a kink of the cost at theta along which g.d is a
+        subgradient value (see ``kinks``); for a noisy cost, one ambiguous failure that a
         second random direction does not confirm is outvoted (see ``_verdict``). A pass
         can be inconclusive: see ``conclusive``.
     residuals : numpy.ndarray
@@ -238,8 +239,8 @@ class TaylorResult:
                              "more are drawn while the earlier ones could miss a bug")
         if self.kinks:
             lines.insert(-1, f"{self.kinks} of {max(1, self.rates.size)} direction(s) cross a "
-                             "kink of the cost at theta, where g.d lies between the one-sided "
-                             "directional derivatives: no failure, and no rate")
+                             "kink of the cost at theta, where g.d is a subgradient value "
+                             "(see the note): no failure, and no rate")
         return "\n".join(lines)
 
     def _kink_lines(self, lines: list[str]) -> list[str]:
@@ -405,17 +406,20 @@ def taylor_test(
     -------
     TaylorResult
         ``rate`` (about 2 for a right gradient, 1 for a wrong one), ``passed``
-        (``rate >= 1.8``, or every remainder at the roundoff floor, along every
-        direction), the ``residuals`` and ``steps``, the mask ``used`` of the fitted
-        steps, what it could not see (``detection_limit``, ``unresolved``,
-        ``miss_probability``, ``conclusive``), ``summary()``, ``plot()``.
+        (``rate >= 1.8``, or every remainder at the roundoff floor, or a kink at theta
+        with g.d between the one-sided directional derivatives, along every direction),
+        the ``residuals`` and ``steps``, the mask ``used`` of the fitted steps, the
+        directions on a kink (``kinks``, ``interval``), what it could not see
+        (``detection_limit``, ``unresolved``, ``miss_probability``, ``conclusive``),
+        ``summary()``, ``plot()``.
 
     Warns
     -----
     UserWarning
         When the test passed but is not conclusive: the roundoff or noise of the cost
-        hides errors large enough to matter (a factor 2 in a block); ``fc.check`` has no
-        such blind spot.
+        hides errors large enough to matter (a factor 2 in a block), or every direction
+        crossed a kink (where g.d is only bounded by the one-sided derivatives);
+        ``fc.check`` has no such blind spot.
 
     Raises
     ------

@@ -148,7 +148,8 @@ def test_a_correct_lasso_subgradient_passes_over_many_seeds(zeros):
     for seed in range(25):
         cost, grad, w = _lasso(seed, zeros)
         at_zero = (0.0, 1.0, -0.5)[seed % 3]  # any value in [-1, 1] is a subgradient
-        result = _quiet(cost, lambda v: grad(v, at_zero=at_zero), w, seed=seed)
+        result = _quiet(cost, lambda v, grad=grad, at_zero=at_zero: grad(v, at_zero=at_zero), w,
+                        seed=seed)
         assert result.passed, (seed, result.summary())
         # conclusive only when some direction showed rate 2: with at_zero = +-1, g.d can be
         # the one-sided derivative a+ (g is the gradient of the piece on the side of the
@@ -189,6 +190,28 @@ def test_a_concave_kink_takes_the_interval_the_other_way_round():
     assert not _quiet(cost, lambda v: grad(v, 3.0), w, seed=1).passed
 
 
+def _cancelling(v):
+    """relu(v0) - relu(-v1) + sin: along d = (1, 1) at 0 the two kinks cancel (J = h + ...),
+    but backprop's relu'(0) = 0 gives the gradient of the piece where both are off."""
+    return float(max(v[0], 0.0) - max(-v[1], 0.0) + np.sin(v[2]))
+
+
+def _cancelling_grad(v, at_zero=0.0):
+    on = [at_zero if v[0] == 0 else float(v[0] > 0), at_zero if v[1] == 0 else float(v[1] < 0)]
+    return np.array([on[0], on[1], np.cos(v[2])])
+
+
+def test_kinks_that_cancel_along_d_are_confirmed_by_the_pieces_next_to_theta():
+    theta, d = np.array([0.0, 0.0, 0.4]), np.array([1.0, 1.0, 0.5])
+    result = _quiet(_cancelling, _cancelling_grad, theta, direction=d)
+    assert result.passed and result.kinks == 1 and not result.conclusive, result.summary()
+    assert "cancel along d" in result.note
+    # a value that no piece has fails; so does one that cannot be confirmed (an array)
+    assert not _quiet(_cancelling, lambda v: _cancelling_grad(v, 3.0), theta,
+                      direction=d).passed
+    assert not _quiet(_cancelling, _cancelling_grad(theta), theta, direction=d).passed
+
+
 def test_a_kink_near_theta_but_not_at_it_passes_by_its_rate():
     cost, grad, w = _lasso(3, zeros=(2,))
     w[2] = 1e-9  # the kink lies within the larger steps: the smaller ones see h^2
@@ -213,7 +236,7 @@ def test_lasso_bugs_fail_at_its_kinks(bug):
     five directions (fc.check catches it). Seeds 0-11 all fail."""
     for seed in range(12):
         cost, grad, w = _lasso(seed)
-        result = _quiet(cost, lambda v: grad(v, bug), w, seed=seed)
+        result = _quiet(cost, lambda v, grad=grad: grad(v, bug), w, seed=seed)
         assert not result.passed, (seed, result.summary())
         assert "wrong along d" in result.summary() or "the gradient is wrong" in result.summary()
 
@@ -222,7 +245,8 @@ def test_lasso_bugs_fail_at_its_kinks(bug):
 def test_relu_bugs_fail_at_its_kinks(bug):
     for seed in range(12):
         cost, grad, theta = _relu_net(seed)
-        result = _quiet(cost, lambda v: grad(v, bug), theta, seed=100 + seed)
+        result = _quiet(cost, lambda v, grad=grad: grad(v, bug), theta,
+                        seed=100 + seed)
         assert not result.passed, (seed, result.summary())
 
 
@@ -231,7 +255,7 @@ def test_a_value_outside_the_interval_at_the_kink_itself_fails():
     of the cost next to theta has it (the off-kink pieces have -1 and 1)."""
     for seed in range(10):
         cost, grad, w = _lasso(seed, zeros=(2,))
-        result = _quiet(cost, lambda v: grad(v, "three"), w, seed=seed)
+        result = _quiet(cost, lambda v, grad=grad: grad(v, "three"), w, seed=seed)
         assert not result.passed and result.interval is not None, result.summary()
         lo, hi = result.interval
         assert not lo <= result.slope <= hi
@@ -253,7 +277,7 @@ def test_a_bug_hidden_inside_a_kink_interval_is_never_a_clean_pass():
     can lie inside it along every direction. It may pass, but only inconclusively."""
     for seed in range(15):
         cost, grad, w = _abs_fit(seed)
-        result = _quiet(cost, lambda v: 2 * grad(v), w, seed=seed)
+        result = _quiet(cost, lambda v, grad=grad: 2 * grad(v), w, seed=seed)
         if result.passed:
             assert not result.conclusive and result.kinks == result.rates.size
             assert "INCONCLUSIVE" in result.summary()
