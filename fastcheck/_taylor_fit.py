@@ -264,10 +264,8 @@ class _Nearby:
             v = d if m == 0 else -d if m == 1 else rng.standard_normal(d.shape[0]) * scale
             v = v * (size / float(np.max(np.abs(v))))
             near, far = (float(_gradient_at(problem, theta + k * eps * v) @ d) for k in (1, 2))
-            js = []
-            for target in (theta + eps * v + step * d, theta + eps * v - step * d):
-                x[:] = target
-                js.append(scalar_cost(call(), "next to a kink (Taylor test)"))
+            js = [_cost_at(call, x, target) for target in (theta + eps * v + step * d,
+                                                          theta + eps * v - step * d)]
             self.evaluations += 2 + 2 * int(problem.cost_returns_grad)
             numeric = (js[0] - js[1]) / (2.0 * step)
             roundoff = (ROUNDOFF_FACTOR * EPS_MACHINE * max(abs(js[0]), abs(js[1]))
@@ -286,6 +284,21 @@ class _Nearby:
         if distinct and not self.hi - self.lo >= KINK_RESOLVE * self.error:
             return False
         return self.confirmed > 0 and self.lo - tol <= gd <= self.hi + tol
+
+
+def _cost_at(call, x: np.ndarray, target: np.ndarray) -> float:
+    """The cost at ``target`` (written into ``x``, which ``call`` evaluates)."""
+    x[:] = target
+    try:
+        j = scalar_cost(call(), "next to a kink (Taylor test)")
+    except (KeyboardInterrupt, CostEvaluationError, TypeError):
+        raise
+    except Exception as exc:  # the user's cost failed: say where
+        raise CostEvaluationError(
+            f"cost raised {type(exc).__name__}: {exc} -- next to a kink at theta, where the "
+            "Taylor test confirms the gradient function off the kink") from exc
+    ensure_unmodified(x, target)
+    return j
 
 
 def _gradient_at(problem: Problem, y: np.ndarray) -> np.ndarray:

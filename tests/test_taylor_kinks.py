@@ -319,3 +319,34 @@ def test_a_value_at_the_kink_passes_exactly_when_it_is_a_subgradient(seed, at_ze
     assert result.passed is (abs(at_zero) < 1.0), result.summary()
     assert result.interval is not None and (not result.passed or not result.conclusive)
     assert math.isfinite(result.detection_limit)
+
+
+# -- the sweep behind the numbers in docs/api.md ---------------------------------------------
+def _sweep(n: int) -> None:  # pragma: no cover - a measurement, not a test
+    """Passes (and clean passes) over ``n`` seeds per problem and bug; prints a table."""
+    problems = {"lasso": _lasso, "relu": _relu_net,
+                "relu edge": lambda s: _relu_net(s, edge=True), "abs": _abs_fit}
+    for name, make in problems.items():
+        row = []
+        for bug in (None, *BUGS):
+            if name == "abs" and bug not in (None, "three"):
+                bug_grad = {"sign": lambda g, v: -g(v), "x2": lambda g, v: 2 * g(v),
+                            "missing": lambda g, v: g(v) - v}[bug]
+            else:
+                bug_grad = None
+            passed = clean = 0
+            for seed in range(n):
+                cost, grad, theta = make(seed)
+                g = ((lambda v, grad=grad, f=bug_grad: f(grad, v)) if bug_grad else
+                     (lambda v, grad=grad, bug=bug: grad(v, bug=bug)))
+                result = _quiet(cost, g, theta, seed=100 + seed)
+                passed += result.passed
+                clean += result.passed and result.conclusive
+            row.append(f"{bug or 'correct'} {passed}/{n} pass ({clean} clean)")
+        print(f"{name}: " + ", ".join(row), flush=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    _sweep(int(sys.argv[1]) if len(sys.argv) > 1 else 100)
