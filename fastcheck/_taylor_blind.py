@@ -45,7 +45,7 @@ WHOLE = "all blocks"
 
 def _ambiguous(run: _Run) -> bool:
     """A failure whose rate is neither about 1 nor about 2, or rests on few steps."""
-    return not run.passed and math.isfinite(run.rate) and (
+    return not run.passed and not run.kink and math.isfinite(run.rate) and (
         AMBIGUOUS_RATE <= run.rate or int(np.count_nonzero(run.used)) <= MIN_POINTS)
 
 
@@ -70,7 +70,7 @@ def _verdict(runs: list[_Run], confirm: bool) -> bool | None:
 
 
 def _blind_notes(best: _Resolution, unresolved: tuple[str, ...], miss: float,
-                 n_runs: int) -> list[str]:
+                 n_runs: int, kinks: int = 0) -> list[str]:
     """What a passing test could not see, one sentence per reason (none when conclusive)."""
     notes = []
     if unresolved:
@@ -80,11 +80,25 @@ def _blind_notes(best: _Resolution, unresolved: tuple[str, ...], miss: float,
             f"error as large as {them} gradient (a factor 2, a wrong sign) could go unseen "
             f"along the {n_runs} direction(s) tried")
     if miss > MISS_TARGET:
+        why = (_KINK_SWAMPS if kinks else "the cost's roundoff or noise swamps its directional "
+               "derivatives")
         notes.append(
             f"an error of {MISS_ERROR:.0%} of the gradient (scaled norm) would have passed "
-            f"all {n_runs} random direction(s) with probability {miss:.0%}: the cost's "
-            "roundoff or noise swamps its directional derivatives")
+            f"all {n_runs} random direction(s) with probability {miss:.0%}: {why}")
+    if kinks and kinks >= n_runs:
+        notes.append(_all_kinks(n_runs))
     return notes
+
+
+#: Why errors pass along directions that cross kinks.
+_KINK_SWAMPS = ("at a kink g.d is only bounded by the one-sided directional derivatives, and "
+                "an error that keeps it between them goes unseen")
+
+
+def _all_kinks(n_runs: int) -> str:
+    return (f"every one of the {n_runs} direction(s) tried crosses a kink of the cost at "
+            "theta, where no rate 2 is expected: g.d was only checked to lie between the "
+            "one-sided directional derivatives")
 
 
 def _blind_spot(result: TaylorResult) -> str:
@@ -97,12 +111,14 @@ def _blind_spot(result: TaylorResult) -> str:
     if result.miss_probability > MISS_TARGET:
         why.append(f"an error of {MISS_ERROR:.0%} of the gradient would pass with "
                    f"probability {result.miss_probability:.0%}")
-    return (f"it is not a clean pass: along the {n} direction(s) tried the roundoff floor "
-            f"and the h^2 term hid errors in g.d below the detection limit "
-            f"(~{result.detection_limit:.1e} along the direction shown), so "
-            f"{' and '.join(why)}. fc.check compares every component and has no such blind "
-            "spot")
-
+    if result.kinks and result.kinks >= n:
+        why.append("no direction was smooth enough for the rate to say anything")
+    hid = ("the roundoff floor and the h^2 term" if not result.kinks else
+           "the roundoff floor, the h^2 term and the kinks (their one-sided derivatives)")
+    return (f"it is not a clean pass: along the {n} direction(s) tried {hid} hid errors in "
+            f"g.d below the detection limit (~{result.detection_limit:.1e} along the "
+            f"direction shown), so {' and '.join(why)}. fc.check compares every component "
+            "and has no such blind spot")
 
 
 # -- what the directions resolved ---------------------------------------------------------

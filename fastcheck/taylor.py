@@ -38,6 +38,19 @@ result inconclusive: said in the note, in a warning and in the summary, which th
 not read as a clean pass and points to ``fc.check`` (it compares component by component).
 For a noisy cost one ambiguous failure (a rate neither about 1 nor about 2, or a fit of at
 most ``MIN_POINTS`` steps) must be confirmed by a second direction (see ``_verdict``).
+
+Kinks. At a kink of the cost at theta along d (``|w|`` at ``w = 0``: a lasso with weights at
+exactly 0, a ReLU whose input is exactly 0) the remainder falls like h for *every*
+subgradient, so a failing rate is judged again with the mirrored steps ``J(theta - h d)``
+(see ``_taylor_fit``): when ``J(theta + h d) + J(theta - h d) - 2 J(theta)`` falls like h
+(not h^2) the direction crosses a kink, and it fails only when g.d lies outside the
+one-sided directional derivatives (with their error, which shrinks with h); inside, it
+counts in ``TaylorResult.kinks``, not as a failure, and its rate says nothing. An error
+that keeps g.d inside goes unseen there, so the detection limit along such a direction is
+the width of that interval. Random directions are drawn while every one so far crossed a
+kink (up to ``MAX_DIRECTIONS``): each is a further chance to catch a wrong subgradient, and
+a smooth one gives a rate. When every direction tried crossed a kink the pass is
+inconclusive (never a clean pass; a failure only for a g.d outside the interval).
 """
 
 from __future__ import annotations
@@ -104,8 +117,9 @@ class TaylorResult:
         Fitted slope of log r against log h (about 2 when the gradient is right, 1 when
         it is wrong); NaN when fewer than two steps are above the roundoff floor.
     passed : bool
-        Along every direction tried, ``rate >= PASS_RATE`` or every remainder at the
-        roundoff floor (see ``note``); for a noisy cost, one ambiguous failure that a
+        Along every direction tried, ``rate >= PASS_RATE``, or every remainder at the
+        roundoff floor (see ``note``), or a kink of the cost at theta along which g.d is a
+        subgradient value (see ``kinks``); for a noisy cost, one ambiguous failure that a
         second random direction does not confirm is outvoted (see ``_verdict``). A pass
         can be inconclusive: see ``conclusive``.
     residuals : numpy.ndarray
@@ -150,6 +164,16 @@ class TaylorResult:
         Further directions are drawn while it is above ``MISS_TARGET`` (1 %); it stays
         above only when the cost's noise swamps the gradient. NaN for a given direction
         or a zero gradient.
+    kinks : int
+        Directions tried that cross a kink of the cost at theta (the mirrored steps show
+        ``J(theta + h d) + J(theta - h d) - 2 J(theta)`` falling like h, not h^2) and along
+        which g.d lies between the one-sided directional derivatives: not failures, and
+        their rate (about 1) says nothing. When every direction tried is one, the pass is
+        inconclusive.
+    interval : tuple of float or None
+        When the direction shown crosses a kink: the one-sided directional derivatives
+        (widened by their estimation error) that g.d was compared with; g.d outside them
+        fails. None otherwise.
     """
 
     rate: float
@@ -168,6 +192,8 @@ class TaylorResult:
     rates: np.ndarray = field(default_factory=lambda: np.empty(0))
     unresolved: tuple[str, ...] = ()
     miss_probability: float = math.nan
+    kinks: int = 0
+    interval: tuple[float, float] | None = None
 
     # -- derived -----------------------------------------------------------------------
     @property
@@ -180,22 +206,30 @@ class TaylorResult:
         Along a random direction an error vector e of the gradient contributes
         ``e . d``, normal with standard deviation ``||e * max(1, |theta|)||_2``: an error
         of that size below the limit goes unseen with probability about
-        ``0.8 * limit / ||e * max(1, |theta|)||_2``. See also ``unresolved``.
+        ``0.8 * limit / ||e * max(1, |theta|)||_2``. See also ``unresolved``. At a kink
+        (``interval`` set) it is the width of the interval g.d had to lie in.
         """
+        if self.interval is not None:
+            return float(self.interval[1] - self.interval[0])
         return _detection_limit(self.used, self.residuals, self.steps, self.floor)
 
     @property
     def conclusive(self) -> bool:
-        """False when some block of the gradient was not resolved (see ``unresolved``) or
-        a 10 % error could have passed with a probability above 1 % (``miss_probability``).
+        """False when some block of the gradient was not resolved (see ``unresolved``), a
+        10 % error could have passed with a probability above 1 % (``miss_probability``),
+        or every direction tried crossed a kink (``kinks``).
         """
-        return not self.unresolved and not self.miss_probability > MISS_TARGET
+        all_kinks = self.kinks > 0 and self.kinks >= self.rates.size
+        return (not self.unresolved and not self.miss_probability > MISS_TARGET
+                and not all_kinks)
 
     def summary(self) -> str:
         """The verdict, the fit and what it could not see, in a few lines."""
         from .views.text import taylor_summary
 
         lines = taylor_summary(self).split("\n")
+        if self.interval is not None:
+            lines = self._kink_lines(lines)
         if self.passed and not self.conclusive:
             lines[0] = lines[0].replace("Taylor test PASS", "Taylor test PASS, INCONCLUSIVE", 1)
             lines.insert(1, f"warning: {_blind_spot(self)}")
@@ -203,7 +237,31 @@ class TaylorResult:
             rates = ", ".join(f"{r:.2f}" for r in self.rates)
             lines.insert(-1, f"{self.rates.size} random directions tried (rates {rates}): "
                              "more are drawn while the earlier ones could miss a bug")
+        if self.kinks:
+            lines.insert(-1, f"{self.kinks} of {max(1, self.rates.size)} direction(s) cross a "
+                             "kink of the cost at theta, where g.d is a subgradient value "
+                             "(see the note): no failure, and no rate")
         return "\n".join(lines)
+
+    def _kink_lines(self, lines: list[str]) -> list[str]:
+        """The summary's head and limit lines for a direction shown that crosses a kink."""
+        lo, hi = self.interval  # type: ignore[misc]
+        if self.passed:
+            head = ("Taylor test PASS: d crosses a kink of the cost at theta, where the "
+                    f"remainder falls like h for any subgradient (rate {self.rate:.2f}); g.d "
+                    "lies between the one-sided directional derivatives")
+            limit = (f"g.d = {self.slope:.6e}, one-sided derivatives (with their error) "
+                     f"[{lo:.6e}, {hi:.6e}]: an error in g.d that keeps it inside goes unseen")
+        else:
+            head = ("Taylor test FAIL: d crosses a kink of the cost at theta, and g.d lies "
+                    "outside the one-sided directional derivatives: the gradient is wrong "
+                    "along d (not a subgradient)")
+            limit = (f"g.d = {self.slope:.6e}, one-sided derivatives (with their error) "
+                     f"[{lo:.6e}, {hi:.6e}]")
+        out = [head]
+        for line in lines[1:]:
+            out.append(limit if line.startswith("g.d = ") else line)
+        return out
 
     def __str__(self) -> str:
         return self.summary()
@@ -220,7 +278,9 @@ class TaylorResult:
         return {**taylor_dict(self),
                 **jsonable({"rates": self.rates, "unresolved": list(self.unresolved),
                             "miss_probability": self.miss_probability,
-                            "conclusive": self.conclusive})}
+                            "conclusive": self.conclusive, "kinks": self.kinks,
+                            "interval": (None if self.interval is None
+                                         else list(self.interval))})}
 
     def plot(self, title: str | None = None) -> Any:
         """The remainders against h on log-log axes, with the fit and slopes 1 and 2.
@@ -281,10 +341,16 @@ def _explicit_steps(steps: Any) -> np.ndarray:
 
 
 # -- the public function ------------------------------------------------------------------
+def _evaluations(runs: list) -> int:
+    """Cost evaluations of the runs, the mirrored steps at kinks included."""
+    return sum(run.h.size + run.mirrored for run in runs)
+
+
 def _directions(problem: Problem, direction: Any, seed: Any, explicit: np.ndarray | None):
     """The Taylor runs along ``direction`` (or random ones from ``seed``): one, then more
     while a block that a random direction can resolve was not, or a 10 % error could too
-    easily have passed (a noisy cost), or an ambiguous failure needs confirming."""
+    easily have passed (a noisy cost, or kinks), or an ambiguous failure needs confirming,
+    or every direction so far crossed a kink."""
     d, used_seed, rng = _direction(direction, problem, seed)
     blas = single_threaded_blas() if is_jitted(problem.cost) else contextlib.nullcontext()
     with blas:
@@ -294,8 +360,10 @@ def _directions(problem: Problem, direction: Any, seed: Any, explicit: np.ndarra
         while rng is not None:
             verdict = _verdict(runs, problem.noise > 0)
             pending = verdict is None  # an ambiguous failure waiting for a second direction
+            kinks_only = all(run.kink for run in runs)
             if verdict is False or len(runs) >= MAX_DIRECTIONS + pending or not (
-                    pending or best.wanting(runs[-1].limit) or best.miss > MISS_TARGET):
+                    pending or best.wanting(runs[-1].limit) or best.miss > MISS_TARGET
+                    or kinks_only):
                 break
             runs.append(_along(problem, _random_direction(rng, problem.theta), explicit))
             best.add(runs[-1])
@@ -338,17 +406,20 @@ def taylor_test(
     -------
     TaylorResult
         ``rate`` (about 2 for a right gradient, 1 for a wrong one), ``passed``
-        (``rate >= 1.8``, or every remainder at the roundoff floor, along every
-        direction), the ``residuals`` and ``steps``, the mask ``used`` of the fitted
-        steps, what it could not see (``detection_limit``, ``unresolved``,
-        ``miss_probability``, ``conclusive``), ``summary()``, ``plot()``.
+        (``rate >= 1.8``, or every remainder at the roundoff floor, or a kink at theta
+        with g.d between the one-sided directional derivatives, along every direction),
+        the ``residuals`` and ``steps``, the mask ``used`` of the fitted steps, the
+        directions on a kink (``kinks``, ``interval``), what it could not see
+        (``detection_limit``, ``unresolved``, ``miss_probability``, ``conclusive``),
+        ``summary()``, ``plot()``.
 
     Warns
     -----
     UserWarning
         When the test passed but is not conclusive: the roundoff or noise of the cost
-        hides errors large enough to matter (a factor 2 in a block); ``fc.check`` has no
-        such blind spot.
+        hides errors large enough to matter (a factor 2 in a block), or every direction
+        crossed a kink (where g.d is only bounded by the one-sided derivatives);
+        ``fc.check`` has no such blind spot.
 
     Raises
     ------
@@ -371,11 +442,13 @@ def taylor_test(
         # a float64 problem whose cost may compute in float32 inside (as fc.check does)
         problem, low = measure_hidden_low_precision(problem)
         if low:  # its noise, taken for a wrong gradient: test again with the noise
-            first_pass = sum(run.h.size for run in runs)
+            first_pass = _evaluations(runs)
             d, used_seed, rng, runs, best = _directions(problem, direction, used_seed,
                                                         explicit)
             passed = _verdict(runs, problem.noise > 0 and rng is not None) is not False
-    shown = next(run for run in runs if run.passed is passed)
+    # a passing smooth direction shows the rate; a kink only when every direction is one
+    shown = min((run for run in runs if run.passed is passed),
+                key=lambda run: passed and run.kink)
     unresolved = best.unresolved()
     miss = best.miss if rng is not None else math.nan
     note = shown.note
@@ -387,18 +460,19 @@ def taylor_test(
             f"{int(np.count_nonzero(runs[k].used))} steps (the cost's noise leaves few to "
             "fit, where higher-order terms still bend the curve); the next direction did not "
             "confirm a failure")
+    kinks = sum(run.kink and run.passed for run in runs)
     if passed:
-        blind = _blind_notes(best, unresolved, miss, len(runs))
+        blind = _blind_notes(best, unresolved, miss, len(runs), kinks)
         if blind:
             note = "; ".join([note] + blind if note else blind)
     result = TaylorResult(
         rate=float(shown.rate), passed=passed, residuals=shown.r, steps=shown.h,
         used=shown.used, direction=shown.d, floor=shown.floor, stderr=float(shown.stderr),
         slope=float(problem.analytic @ shown.d), j0=float(problem.j0), note=note,
-        evaluations=int(2 + first_pass + sum(run.h.size for run in runs)
+        evaluations=int(2 + first_pass + _evaluations(runs)
                         + (problem.probe_evaluations if first_pass else 0)), seed=used_seed,
         rates=np.array([run.rate for run in runs]), unresolved=unresolved,
-        miss_probability=float(miss),
+        miss_probability=float(miss), kinks=int(kinks), interval=shown.interval,
     )
     if result.passed and not result.conclusive:
         warnings.warn(f"fastcheck: taylor_test passed, but {_blind_spot(result)}",
