@@ -135,8 +135,8 @@ class Localizer:
 
     def _push(self, groups, u: np.ndarray, lo: int) -> list[_Test]:
         """Test ``groups`` (signs ``u`` starting at ``lo``); stack the failing and kinked."""
-        entries = [(a, b, u[a - lo:b - lo]) for a, b in groups]
-        entries = [(a, b, s, self.lines.test(a, b, s)) for a, b, s in entries]
+        entries = [(a, b, u[a - lo:b - lo], self.lines.test(a, b, u[a - lo:b - lo]))
+                   for a, b in groups]
         for entry in reversed(entries):  # the first group on top of its stack
             if entry[3].failed:
                 self.failing.append(entry)

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastcheck as fc
-from fastcheck._taylor_fit import CONFIRM_POINTS
+from fastcheck._taylor_nearby import CONFIRM_POINTS
 
 LAM = 0.1
 BUGS = ("sign", "x2", "missing", "three")

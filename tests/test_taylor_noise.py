@@ -218,7 +218,7 @@ def test_a_float64_cost_is_not_probed_after_a_failure():
                             lambda v: 2 * a.T @ np.cos(a @ v), theta, seed=0)
     # the two at theta, the steps, their mirrored twins (no kink: no further steps) and the
     # central differences at CONFIRM_EARLY points next to theta (one smooth piece: no kink)
-    from fastcheck._taylor_fit import CONFIRM_EARLY
+    from fastcheck._taylor_nearby import CONFIRM_EARLY
 
     assert not result.passed
     assert result.evaluations == 2 + 2 * result.steps.size + 2 * CONFIRM_EARLY
