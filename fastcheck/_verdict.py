@@ -177,11 +177,13 @@ class LevelTests:
 
 
 def judge_level(a: np.ndarray, cur: Level, prev: Level, noise: np.ndarray, grow: np.ndarray,
-                rtol: float) -> LevelTests:
+                rtol: float, prev_kinky: np.ndarray | None = None) -> LevelTests:
     """Compare the analytic values ``a`` with the level ``cur`` (previous step: ``prev``;
     ``noise``: the roundoff floor of ``cur``'s central difference).
 
-    - matches: ``|a - n| <= rtol (|a| + |n|) + noise + truncation of n``;
+    - matches: ``|a - n| <= rtol (|a| + |n|) + noise + truncation of n`` (the truncation
+      read from the change since the previous step, unless a kink was inside that step:
+      ``prev_kinky``, then its change is the kink's, not truncation);
     - kink: ``|r - l| > rtol (|r| + |l|) + 2 noise`` and the jump at the smaller of the two
       steps is at least half the jump at the larger (a smooth J's jump scales with h).
       2, not 4 (the bound of the jump's roundoff, 4 * ROUNDOFF_FACTOR eps |J| / h): a kink
@@ -202,7 +204,10 @@ def judge_level(a: np.ndarray, cur: Level, prev: Level, noise: np.ndarray, grow:
         n = cur.numeric
         scale = np.abs(a) + np.abs(n)
         spread = np.abs(prev.numeric - n)
-        matches = np.abs(a - n) <= rtol * scale + noise + spread * central_trunc
+        truncation_n = spread * central_trunc
+        if prev_kinky is not None:
+            truncation_n = np.where(prev_kinky, 0.0, truncation_n)
+        matches = np.abs(a - n) <= rtol * scale + noise + truncation_n
         jump, prev_jump = cur.jump(), prev.jump()
         small_jump = np.where(grow, prev_jump, jump)
         large_jump = np.where(grow, jump, prev_jump)
@@ -224,7 +229,7 @@ def judge_level(a: np.ndarray, cur: Level, prev: Level, noise: np.ndarray, grow:
         excess = np.abs(SHRINK * small - large) / (SHRINK - 1.0)
         small_noise = noise * np.where(grow, SHRINK, 1.0)
         kink_inside = (((small_jump >= 0.5 * large_jump) & (miss <= jump))
-                       | ((excess > 2 * small_noise) & (miss <= excess)))
+                       | ((excess > small_noise) & (miss <= excess)))
         consistent &= ~kink_inside
         truncation = slope_trunc * np.maximum(np.abs(cur.left - prev.left),
                                               np.abs(cur.right - prev.right))
@@ -284,7 +289,10 @@ def reexamine(analytic, theta_at, h, first: Differences, j0: float, rtol: float,
     grow = grows(theta_at, h)
     factor = np.where(grow, SHRINK, 1.0 / SHRINK)
     inside = np.zeros(n, dtype=bool)  # at its last level, a kink inside could explain it
-    for _level in range(LEVELS):
+    kinky = np.zeros(n, dtype=bool)  # a kink was inside the previous level's stencil
+    outside = np.zeros(n, dtype=bool)  # a kink with the analytic value outside its hull seen
+    for level in range(LEVELS):
+        last = level == LEVELS - 1
         open_ = np.flatnonzero(kinds == "")
         if open_.size == 0:
             break
@@ -295,18 +303,23 @@ def reexamine(analytic, theta_at, h, first: Differences, j0: float, rtol: float,
         diffs = Differences(jp, jm, xp, xm)
         cur = Level.of(diffs, theta_at[open_], j0)
         t = judge_level(analytic[open_], cur, prev.at(open_), diffs.roundoff(j0, j_noise),
-                        grow[open_],
-                        rtol)
+                        grow[open_], rtol, kinky[open_])
         finite = np.isfinite(jp) & np.isfinite(jm)
         live = finite & ~t.matches
         decided = np.full(open_.size, "", dtype=object)
         decided[~finite] = NONFINITE
         decided[finite & t.matches] = OK
-        decided[live & t.kink & t.hull] = KINK
-        decided[live & t.kink & ~t.hull] = FAIL
+        # outside the hull: a failure at the last step; before it, the kink may sit off
+        # theta (J smooth at theta, its derivative unique) and leave a smaller stencil,
+        # where the value must then match. Once seen outside, a later hull never excuses it
+        off = live & t.kink & (~t.hull | outside[open_])
+        decided[live & t.kink & ~off] = KINK
+        decided[off] = FAIL if last else ""
         decided[live & ~t.kink & t.consistent] = FAIL
-        off_hull[open_] = live & t.kink & ~t.hull
+        off_hull[open_] = off & last
+        outside[open_] |= off
         inside[open_] = t.kink_inside
+        kinky[open_] = t.kink | t.kink_inside
         kinds[open_] = decided
         numeric[open_] = np.where(finite & ~t.kink, cur.numeric, numeric[open_])
         prev.put(open_, cur)
@@ -316,9 +329,11 @@ def reexamine(analytic, theta_at, h, first: Differences, j0: float, rtol: float,
         # failure only when the analytic value is far from every estimate.
         scale = np.abs(analytic[undecided]) + np.abs(numeric[undecided])
         close = np.abs(analytic[undecided] - numeric[undecided]) <= rtol * scale * 10
+        # ... and never one seen outside a kink's hull that no smaller step cleared
+        close &= ~outside[undecided]
         kinds[undecided] = np.where(close, OK, FAIL)
         # still moving with kinks inside the stencil down to the smallest step (one
         # parameter moving several kinks at once, e.g. a bias of a layer with many units
         # near 0): a failure the caller may confirm off the kinks, like one off the hull
-        off_hull[undecided] = ~close & inside[undecided]
+        off_hull[undecided] = ~close & (inside[undecided] | outside[undecided])
     return Reexamination(kinds.astype(str), numeric, off_hull, steps)
