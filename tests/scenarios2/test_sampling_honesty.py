@@ -109,3 +109,36 @@ def test_summary_wording_matches_the_numbers(confidence):
     assert float(m.group(4)) == pytest.approx(100 * r.failure_rate_bound, rel=0.05)
     assert int(m.group(5).replace(",", "")) == layout.size
     assert r.to_dict()["failure_rate_bound"] == r.failure_rate_bound
+
+
+@pytest.mark.parametrize("options", [{"sample": 300}, {"sample": "auto"}, {"max_failures": 1}])
+def test_same_seed_same_components_on_every_backend(options):
+    layout = fc.Layout(SHAPES)
+    theta = np.random.default_rng(7).standard_normal(layout.size)
+    wrong = np.random.default_rng(3).choice(layout.size, 20, replace=False)
+    runs = [fc.check(_cost, _planted(layout, wrong), theta, layout=layout, seed=5,
+                     backend=backend, threads=2, **options)
+            for backend in ("serial", "threads")]
+    np.testing.assert_array_equal(runs[0].indices, runs[1].indices)
+    np.testing.assert_array_equal(runs[0].failed, runs[1].failed)
+    assert runs[0].failure_rate_bound == runs[1].failure_rate_bound
+
+
+def test_sampled_layer_report_bounds_every_input_and_serialises():
+    import json
+
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((6, 30)), rng.standard_normal((30, 20)), rng.standard_normal(20)
+
+    def forward(x, w, b):
+        return x @ w + b
+
+    def backward(dout, x, w, b):
+        return dout @ w.T, x.T @ dout, dout.sum(0)
+
+    r = fc.check_layer(forward, backward, {"x": x, "w": w, "b": b}, sample=60, seed=2)
+    assert r.passed and r.n_checked == 60 and r.n_params == x.size + w.size + b.size
+    assert all(blk.n_checked >= 1 and 0 < blk.failure_rate_bound <= 1 for blk in r.blocks)
+    data = json.loads(json.dumps(r.to_dict()))
+    assert data["failure_rate_bound"] == pytest.approx(r.failure_rate_bound)
+    assert r.stats["failure_rate_bound"]["overall"] == r.failure_rate_bound
