@@ -301,9 +301,25 @@ def test_smooth_right_value_with_truncation_is_ok():
 
 @pytest.mark.parametrize("value", [3.0, -2.5, 100.0, 1.0 + 1e-3])
 def test_kink_outside_the_hull_is_a_failure_marked_off_hull(value):
-    out, _ = _examine(abs, value)
+    out, rec = _examine(abs, value)
     assert out.kinds[0] == "fail" and out.off_hull[0]
-    assert out.steps[0] == 2.5e-4
+    # decided at the last step: a kink off theta could have left a smaller stencil
+    assert out.steps[0] == 1e-3 / 4 ** _verdict.LEVELS
+    assert len(rec.calls) == _verdict.LEVELS
+
+
+def test_a_kink_off_theta_outside_the_hull_is_left_behind_by_a_smaller_step():
+    """|x - 2e-4| at 0 with h = 1e-3: the kink is inside the first two stencils (h/4 =
+    2.5e-4) and the analytic -1 is outside its hull there, but J is smooth at 0 (the kink
+    is off theta): at h/16 the stencil leaves it and -1 matches. +1, the slope beyond the
+    kink, fails there."""
+    def f(x):
+        return abs(x - 2e-4)
+
+    right, _ = _examine(f, -1.0)
+    assert right.kinds[0] == "ok" and not right.off_hull[0]
+    wrong, _ = _examine(f, 1.0)
+    assert wrong.kinds[0] == "fail"
 
 
 @pytest.mark.parametrize("value", [-1.0, 0.25, 1.0])
@@ -457,9 +473,11 @@ def test_confirmation_off_the_kink_is_counted_and_bounded():
     assert kinds.count("fail") == 3  # beyond the bound: not excused
     assert state.off_hull == [n - 3, n - 2, n - 1]
     assert len(calls) == 1 + 2 * _driver.MAX_CONFIRMATIONS
-    # 2 per component, 2 per re-examination, 4 cost calls per confirmation (the 2 calls of
-    # the separate grad function are not cost calls: API.md's evaluations counts those)
-    assert runner.evaluations == 2 * n + 2 * n + 4 * _driver.MAX_CONFIRMATIONS
+    # 2 per component, 2 per re-examination level (an exact kink outside the hull is decided
+    # at the last), 4 cost calls per confirmation (the 2 calls of the separate grad
+    # function are not cost calls: API.md's evaluations counts those)
+    assert runner.evaluations == (2 * n + 2 * _verdict.LEVELS * n
+                                  + 4 * _driver.MAX_CONFIRMATIONS)
 
 
 def test_confirmation_rejects_a_gradient_wrong_off_the_kink():
@@ -481,7 +499,8 @@ def test_no_confirmation_for_values():
     p = _problem(cost, np.zeros(2), np.zeros(2))
     runner = SerialBackend(p)
     state = _driver.run(runner, p, _targets(p), 1e-5, np.arange(2))
-    assert list(state.kinds) == ["fail", "fail"] and runner.evaluations == 8
+    assert list(state.kinds) == ["fail", "fail"]
+    assert runner.evaluations == 2 * 2 + 2 * 2 * _verdict.LEVELS
     assert state.off_hull == [0, 1]
 
 
