@@ -177,8 +177,8 @@ def upper_bounds(n_failed: list[int], n_checked: list[int], sizes: tuple[int, ..
     Returns
     -------
     overall : float
-        Clopper–Pearson bound on the fraction of all ``sum(sizes)`` components that fail
-        (the exact fraction when every component was checked).
+        Bound on the fraction of all ``sum(sizes)`` components that fail
+        (:func:`stratified_upper`; the exact fraction when every component was checked).
     blocks : list of float
         The same per block (0.0 for an empty block).
     """
@@ -190,10 +190,59 @@ def upper_bounds(n_failed: list[int], n_checked: list[int], sizes: tuple[int, ..
             blocks.append(k / size)
         else:
             blocks.append(clopper_pearson_upper(k, n, confidence))
-    k, n, total = sum(n_failed), sum(n_checked), sum(sizes)
-    overall = (k / total if total else 0.0) if n >= total else clopper_pearson_upper(
-        k, n, confidence)
-    return overall, blocks
+    return stratified_upper(n_failed, n_checked, sizes, confidence), blocks
+
+
+def effective_sample(n_checked: list[int], sizes: tuple[int, ...]) -> tuple[float, float]:
+    """The weight and the effective sample size of the partially checked blocks.
+
+    A stratified sample gives every block at least one component, so small blocks get more
+    than their share and big ones less. With ``v_b`` the share of block b among the blocks
+    checked in part, ``n_eff = 1 / sum(v_b^2 / n_b)`` (Kish's effective sample size for
+    unequal weights): ``n`` for a proportional sample, less when a big block was
+    under-sampled. Returns ``(weight of those blocks among all components, n_eff)``.
+    """
+    total = sum(sizes)
+    part = [(size, n) for n, size in zip(n_checked, sizes) if 0 < n < size]
+    weight = sum(size for size, _ in part)
+    if not part or not total:
+        return 0.0, 0.0
+    return weight / total, 1.0 / sum((size / weight) ** 2 / n for size, n in part)
+
+
+def stratified_upper(n_failed: list[int], n_checked: list[int], sizes: tuple[int, ...],
+                     confidence: float) -> float:
+    """Upper confidence bound on the failing fraction of all components, from a sample
+    stratified by block.
+
+    Blocks checked completely count exactly; a block with nothing checked counts as
+    possibly all failing; the blocks checked in part are pooled with their weights: the
+    weighted failing fraction ``p`` and the effective sample size ``n_eff``
+    (:func:`effective_sample`) give the Clopper–Pearson bound with ``n_eff`` trials and
+    ``p n_eff`` events (Korn and Graubard's bound for complex samples, with Kish's
+    design effect). For a proportional sample it is the pooled bound of ``k`` failures in
+    ``n``; pooling ``k`` and ``n`` for a skewed one under-covered: 100 one-entry blocks and a
+    10,000-entry block all wrong, ``sample=200``, gave 0.56 for a true 0.99.
+    """
+    total = sum(sizes)
+    if not total:
+        return 0.0
+    known = sum(k for k, n, size in zip(n_failed, n_checked, sizes) if n >= size)
+    unseen = sum(size for n, size in zip(n_checked, sizes) if n == 0)
+    weight, n_eff = effective_sample(n_checked, sizes)
+    if weight == 0.0:
+        return min(1.0, (known + unseen) / total)
+    part = [(k, n, size) for k, n, size in zip(n_failed, n_checked, sizes) if 0 < n < size]
+    part_size = sum(size for _, _, size in part)
+    p_hat = sum(size / part_size * k / n for k, n, size in part)
+    events = p_hat * n_eff
+    if events >= n_eff:
+        bound = 1.0
+    else:
+        from scipy.special import betaincinv
+
+        bound = float(betaincinv(events + 1.0, n_eff - events, confidence))
+    return min(1.0, (known + unseen) / total + weight * bound)
 
 
 def hypergeometric_upper(k: int, n: int, population: int, confidence: float) -> float:
@@ -239,10 +288,12 @@ def failure_rate_bound(n_failed_blocks: dict[str, int], n_checked_blocks: dict[s
     dict
         ``{"confidence", "method": "clopper-pearson", "overall", "blocks": {name: float},
         "n_failed", "n_checked", "n_params", "finite_population": {"overall", "blocks"}}``.
-        ``overall`` and ``blocks`` are Clopper–Pearson bounds (binomial: conservative for
-        sampling without replacement); a block checked completely gets its exact failing
-        fraction. ``finite_population`` holds the exact hypergeometric bounds, a little
-        tighter when a large share of a block was checked.
+        ``blocks`` are Clopper–Pearson bounds (binomial: conservative for sampling without
+        replacement), ``overall`` the stratified bound of :func:`stratified_upper`; a block
+        checked completely gets its exact failing fraction. ``finite_population`` holds
+        the exact hypergeometric bounds, a little tighter when a large share of a block was
+        checked (overall: for the blocks checked in part when their allocation is
+        proportional, else the stratified bound).
     """
     failed = [n_failed_blocks[name] for name in layout.names]
     checked = [n_checked_blocks[name] for name in layout.names]
@@ -250,6 +301,17 @@ def failure_rate_bound(n_failed_blocks: dict[str, int], n_checked_blocks: dict[s
     finite = {name: (0.0 if size == 0 else hypergeometric_upper(k, n, size, confidence))
               for name, k, n, size in zip(layout.names, failed, checked, layout.sizes)}
     k, n, total = sum(failed), sum(checked), layout.size
+    # blocks checked completely count exactly; the hypergeometric bound of the others
+    # assumes a simple random sample of them: valid when their allocation is proportional
+    # (n_eff = n), not for a skewed one (then the stratified bound)
+    weight, n_eff = effective_sample(checked, layout.sizes)
+    part = [(f, c, size) for f, c, size in zip(failed, checked, layout.sizes) if 0 < c < size]
+    n_part = sum(c for _, c, _ in part)
+    finite_overall = overall
+    if part and n_eff >= n_part * (1 - 1e-9) and all(c for c in checked):
+        known = sum(f for f, c, size in zip(failed, checked, layout.sizes) if c >= size)
+        finite_overall = known / total + weight * hypergeometric_upper(
+            sum(f for f, _, _ in part), n_part, sum(size for _, _, size in part), confidence)
     return {
         "confidence": float(confidence),
         "method": "clopper-pearson",
@@ -258,6 +320,5 @@ def failure_rate_bound(n_failed_blocks: dict[str, int], n_checked_blocks: dict[s
         "n_failed": int(k),
         "n_checked": int(n),
         "n_params": int(total),
-        "finite_population": {"overall": hypergeometric_upper(k, n, total, confidence),
-                              "blocks": finite},
+        "finite_population": {"overall": finite_overall, "blocks": finite},
     }

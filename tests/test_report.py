@@ -88,7 +88,14 @@ def test_failure_rate_bound_is_a_float_with_per_block_bounds():
     assert isinstance(report.failure_rate_bound, float)
     from scipy.stats import beta
 
-    assert report.failure_rate_bound == pytest.approx(beta.ppf(0.95, 2, 53), rel=1e-9)
+    # stratified: w (1000) had 51 of the 54 components; pooled beta(2, 53) would treat the 3
+    # of b (4 components, 3 checked) as if they were a share of w's sample
+    v_w, v_b = 1000 / 1004, 4 / 1004
+    n_eff = 1 / (v_w**2 / 51 + v_b**2 / 3)
+    events = v_w / 51 * n_eff
+    assert report.failure_rate_bound == pytest.approx(
+        beta.ppf(0.95, events + 1, n_eff - events), rel=1e-9)
+    assert report.failure_rate_bound > beta.ppf(0.95, 2, 53)
     w, b = report.blocks
     assert w.failure_rate_bound == pytest.approx(beta.ppf(0.95, 2, 50), rel=1e-9)
     assert b.failure_rate_bound == pytest.approx(beta.ppf(0.95, 1, 3), rel=1e-9)

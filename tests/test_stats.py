@@ -9,6 +9,7 @@ import pytest
 import scipy.stats
 
 import fastcheck as fc
+from fastcheck import stats
 from fastcheck.layout import Layout
 from fastcheck.models import make_mlp, mlp_layout
 from fastcheck.stats import (
@@ -134,10 +135,14 @@ def test_failure_rate_bound_per_block_and_complete_blocks():
     out = failure_rate_bound({"big": 2, "small": 1}, {"big": 96, "small": 4}, layout, 0.95)
     assert out["blocks"]["small"] == 0.25  # checked completely: the exact fraction
     assert out["blocks"]["big"] == pytest.approx(scipy.stats.beta.ppf(0.95, 3, 94))
-    assert out["overall"] == pytest.approx(scipy.stats.beta.ppf(0.95, 4, 97))
+    # stratified: the small block counts exactly, the big one by its own sample
+    assert out["overall"] == pytest.approx(1 / 1004 + 1000 / 1004 * scipy.stats.beta.ppf(
+        0.95, 3, 94))
     assert (out["n_failed"], out["n_checked"], out["n_params"]) == (3, 100, 1004)
     assert out["confidence"] == 0.95 and out["method"] == "clopper-pearson"
     assert out["finite_population"]["blocks"]["small"] == 0.25
+    assert out["finite_population"]["overall"] == pytest.approx(
+        1 / 1004 + 1000 / 1004 * stats.hypergeometric_upper(2, 96, 1000, 0.95))
     assert out["finite_population"]["overall"] <= out["overall"]
     json.dumps(out, allow_nan=False)
 
@@ -165,7 +170,9 @@ def test_l_size_sentence_matches_clopper_pearson():
     report = fc.check(lambda x: 0.5 * float(x @ x), lambda x: x.copy(), theta,
                       layout=layout, sample=2000, seed=1)
     assert report.passed
-    assert report.failure_rate_bound == pytest.approx(1 - 0.05 ** (1 / 2000))
+    # stratified (every block gets a component), nearly proportional: within 0.1 % of the
+    # pooled rule-of-three bound
+    assert report.failure_rate_bound == pytest.approx(1 - 0.05 ** (1 / 2000), rel=1e-3)
     assert ("0 of 2,000 sampled components failed: with 95% confidence at most 0.15% of the "
             "109,386 components are wrong") in report.summary()
 
@@ -180,8 +187,9 @@ def test_sampled_failures_are_counted_in_the_bound():
     assert bound["blocks"]["b1"] == pytest.approx(
         clopper_pearson_upper(b1.n_failed, b1.n_checked, 0.95))
     assert b1.failure_rate_bound == bound["blocks"]["b1"]
-    assert report.failure_rate_bound == pytest.approx(
-        clopper_pearson_upper(len(report.failed), report.n_checked, 0.95))
+    assert report.failure_rate_bound == pytest.approx(stats.stratified_upper(
+        [b.n_failed for b in report.blocks], [b.n_checked for b in report.blocks],
+        report.layout.sizes, 0.95))
 
 
 # -- the summary -----------------------------------------------------------------------------
