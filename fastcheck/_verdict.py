@@ -228,7 +228,7 @@ def judge_level(a: np.ndarray, cur: Level, prev: Level, noise: np.ndarray, grow:
         small, large = np.where(grow, signed[1], signed[0]), np.where(grow, signed[0], signed[1])
         excess = np.abs(SHRINK * small - large) / (SHRINK - 1.0)
         small_noise = noise * np.where(grow, SHRINK, 1.0)
-        kink_inside = (((small_jump >= 0.5 * large_jump) & (miss <= jump))
+        kink_inside = (((small_jump >= 0.5 * large_jump) & (jump > noise) & (miss <= jump))
                        | ((excess > small_noise) & (miss <= excess)))
         consistent &= ~kink_inside
         truncation = slope_trunc * np.maximum(np.abs(cur.left - prev.left),
