@@ -20,7 +20,7 @@ from . import _precision
 from ._blas import single_threaded_blas
 from ._lazy import is_jitted, numba_errors
 from ._steps import nominal_steps
-from ._values import _as_float64_array, _check_finite, scalar_cost
+from ._values import _as_float64_array, _check_finite, as_args, scalar_cost
 from .errors import NondeterministicCostError
 from .layout import Layout
 
@@ -256,8 +256,7 @@ def prepare(cost: Any, grad: Any, params: Any, args: Any, layout: Layout | None)
     """
     if not callable(cost):
         raise TypeError(f"cost must be callable, got {type(cost).__name__}")
-    if not isinstance(args, tuple):
-        args = tuple(args) if isinstance(args, list) else (args,)
+    args = as_args(args)
     theta, lay, kind = normalise_params(params, layout)
     returns_grad = grad is True
     if grad is False or grad is None:
@@ -267,7 +266,16 @@ def prepare(cost: Any, grad: Any, params: Any, args: Any, layout: Layout | None)
         )
 
     def first_value(what: str) -> tuple[float, Any, bool]:
-        value = _call_user(cost, theta, lay, kind, args)
+        try:
+            value = _call_user(cost, theta, lay, kind, args)
+        except TypeError as exc:
+            if "argument" not in str(exc):  # the cost's own TypeError: as it is
+                raise
+            given = ", ".join(type(a).__name__ for a in args)
+            raise TypeError(
+                "args must hold exactly the extra arguments of cost (and of a callable grad), "
+                f"as a tuple; calling cost(params, *args) with {len(args)} of them ({given}) "
+                f"failed: {exc}") from exc
         grads = None
         if returns_grad:
             if not isinstance(value, tuple) or len(value) != 2:

@@ -46,6 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from ._values import as_args
+
 #: A child still compiling after this many seconds is stuck (e.g. a lock held at fork
 #: time by another thread of the user's): its alarm ends it and the parent compiles.
 WATCHDOG_SECONDS = 180
@@ -127,8 +129,7 @@ def _call_types(params: np.ndarray, args: Any) -> tuple:
     args)`` as the numba backend will make it (see ``NumbaBackend._kernel_args``)."""
     import numba
 
-    if not isinstance(args, tuple):  # as ``_inputs.prepare`` does
-        args = tuple(args) if isinstance(args, list) else (args,)
+    args = as_args(args)
     vector = numba.typeof(np.zeros(1))  # theta is always a private float64 C copy
     return (vector, numba.typeof(np.zeros(1, dtype=np.int64)), vector, vector,
             numba.typeof(1), numba.typeof(args))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -80,3 +81,16 @@ def scalar_cost(value: Any, where: str) -> float:
     if isinstance(value, tuple) and len(value) == 2:
         desc = "a pair; for a cost that returns (loss, grads) pass grad=True"
     raise TypeError(f"cost must return a real scalar, got {desc} ({type(value).__name__}) {where}")
+
+
+def as_args(args: Any) -> tuple:
+    """The extra arguments of ``cost`` as a tuple: a tuple as is, None as none, a list or
+    an iterator (a generator) unpacked, anything else (one array, one number) as the
+    single argument. Done once, at the boundary: an iterator can be read only once."""
+    if isinstance(args, tuple):
+        return args
+    if args is None:
+        return ()
+    if isinstance(args, (list, Iterator)):
+        return tuple(args)
+    return (args,)

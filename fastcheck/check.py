@@ -18,6 +18,7 @@ from ._options import (
     validate_optional_count,
     validate_rtol,
 )
+from ._values import as_args
 from .backends import BACKEND_NAMES, choose_backend, create_backend
 from .layout import Layout
 from .report import Report, Run
@@ -161,6 +162,7 @@ def check(
     True
     """
     start = time.perf_counter()
+    args = as_args(args)  # once: a generator can be read only once
     eps = validate_eps(eps)
     rtol = validate_rtol(rtol)
     backend = validate_choice("backend", backend, BACKEND_NAMES)

@@ -22,6 +22,7 @@ import numpy as np
 
 from ._inputs import _same_or_raise
 from ._plan import resolve_seed
+from ._values import as_args
 from .report import Report
 
 __all__ = ["check_layer"]
@@ -279,8 +280,7 @@ def check_layer(forward: Callable[..., Any], backward: Callable[..., Any],
         raise TypeError(f"forward must be callable, got {type(forward).__name__}")
     if not callable(backward):
         raise TypeError(f"backward must be callable, got {type(backward).__name__}")
-    if not isinstance(args, tuple):
-        args = tuple(args) if isinstance(args, list) else (args,)
+    args = as_args(args)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
         raise TypeError(f"seed must be None or a non-negative int, got {seed!r}")
     _validate_options(check_options)
