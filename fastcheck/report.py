@@ -206,7 +206,9 @@ class Report:
             if warn_blocks:
                 blocks = [b if i not in warn_blocks or b.n_failed else replace(b, verdict="warn")
                           for i, b in enumerate(blocks)]
-            if sampled:
+            if sampled:  # a block with nothing checked has no verdict to give: "warn"
+                blocks = [replace(b, verdict="warn") if b.n_checked == 0 and b.n_params
+                          else b for b in blocks]
                 overall, per_block = upper_bounds([b.n_failed for b in blocks],
                                                   [b.n_checked for b in blocks], layout.sizes,
                                                   run.confidence)

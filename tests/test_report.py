@@ -249,7 +249,9 @@ def test_block_figures_equal_their_block_by_block_definition(seed):
         assert (block.n_checked, block.n_failed, block.n_kinks) == (count, n_failed, n_kinks)
         np.testing.assert_allclose(block.max_rel_error, max_rel, rtol=1e-12, equal_nan=True)
         np.testing.assert_allclose(block.relative_error, rel, rtol=1e-12, equal_nan=True)
-        assert block.verdict == fc.report.verdict_of(n_failed, rel_smooth)
+        # a block with nothing checked in a sample has no verdict to give: "warn"
+        assert block.verdict == ("warn" if count == 0 else
+                                 fc.report.verdict_of(n_failed, rel_smooth))
 
 
 def _full_report(seed: int, sampled: bool = False) -> Report:
