@@ -306,7 +306,7 @@ def noise_steps(theta_at: np.ndarray, noise: float, j0: float) -> np.ndarray:
     The float64 rule ``cbrt(eps) * max(1, |theta_i|)`` with the measured relative noise in
     place of eps: it balances truncation (h**2) against noise (sigma / h). A power of two
     far above a float32 ulp of theta_i keeps ``theta_i +- h`` (and the re-examination's
-    ``theta_i +- h/4``, ``h/16``) exactly representable in float32 when theta_i is, so a
+    ``theta_i +- h/4``, ``h/16``, ``h/64``) exactly representable in float32 when theta_i is, so a
     cost that rounds its input to float32 moves by exactly the step it is divided by.
     """
     rel = max(EPS64, relative_noise(noise, j0))
