@@ -269,3 +269,22 @@ def test_params_mapping_or_flat_theta(tmp_path):
     np.savez(tmp_path / "flat.npz", theta=np.arange(4.0))
     theta = load_params(str(tmp_path / "flat.npz"))
     assert isinstance(theta, np.ndarray) and theta.shape == (4,)
+
+
+def test_method_and_mode_reach_fc_check(capsys, monkeypatch):
+    """--method and --mode, as `fastcheck demo` has them: richardson and directional on the
+    example network; the directional mode names the buggy block too."""
+    monkeypatch.chdir(ROOT)
+    code, out, err = run(["check", *TINY, "--json", "--method", "richardson"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["method"] == "richardson"
+    code, out, err = run(["check", *TINY, "--json", "--mode", "directional", "--seed", "0"],
+                         capsys)
+    assert code == 0, err
+    assert json.loads(out)["mode"] == "directional"
+    buggy = [a.replace(":backward", ":backward_buggy") for a in TINY]
+    code, out, err = run(["check", *buggy, "--mode", "directional", "--seed", "0"], capsys)
+    assert code == 1, err
+    assert "FAIL (directional)" in out and "W2" in out
+    code, out, err = run(["check", *TINY, "--mode", "sideways"], capsys)
+    assert code == 2 and "--mode" in err

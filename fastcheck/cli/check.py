@@ -104,6 +104,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="with --sample auto: the failure rate to bound (default 1e-3)")
     p.add_argument("--max-failures", type=integer, default=None, metavar="K",
                    help="stop once K failing components are confirmed (default: no limit)")
+    p.add_argument("--method", default="central", choices=["central", "richardson", "complex"],
+                   help="finite differences: central (default), richardson (O(h^4)), or the "
+                        "complex step (exact, for a cost that accepts complex input)")
+    p.add_argument("--mode", default="full", choices=["full", "directional"],
+                   help="full (default): every (sampled) component; directional: a few "
+                        "random directions, then group testing to localize bad components")
     p.add_argument("--progress", action="store_true", default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -264,7 +270,7 @@ def _check(ns: argparse.Namespace) -> int:
     report = fc.check(cost, grad, params, args, eps=ns.eps, sample=ns.sample, seed=ns.seed,
                       backend=ns.backend, threads=ns.threads, progress=progress,
                       rtol=ns.rtol, confidence=ns.confidence, target_rate=ns.target_rate,
-                      max_failures=ns.max_failures)
+                      max_failures=ns.max_failures, method=ns.method, mode=ns.mode)
     if ns.json:
         print(json.dumps(report.to_dict()))
     else:
