@@ -305,6 +305,16 @@ def _concentrated(b: Block, report: Report) -> _Hint | None:
             f"fail{'s' if nf == 1 else ''}, isolated: {'; '.join(items)}; the rest of the block "
             f"is right: an indexing slip or an in-place edit of "
             f"{'this entry' if nf == 1 else 'these entries'}?"))
+    if report.mode == "directional" and nf <= MAX_ISOLATED:
+        # located by group testing, not a block checked through: name them all the same
+        items = [f"{report.layout.label(int(i))} (analytic {a:.6g}, numeric {n:.6g})"
+                 for i, a, n in zip(b.flat[fail], b.a[fail], b.n[fail])]
+        return _Hint(ISOLATED, b.number, (
+            f"{b.name}: {nf} failing component{'s' if nf > 1 else ''} located by group "
+            f"testing (random directions, then halves) and confirmed one by one: "
+            f"{'; '.join(items)}; look at how {'this entry' if nf == 1 else 'these entries'} "
+            f"of the gradient {'is' if nf == 1 else 'are'} computed (an indexing slip or an "
+            f"in-place edit?), then run fc.check on {b.name} to see the whole block"))
     return None
 
 

@@ -441,3 +441,21 @@ def test_a_fit_over_few_components_is_called_a_weak_clue():
     big = fc.check(lambda v: float(np.sum(v["w"] ** 2) * 1.05), reg_missing, {"w": w})
     assert any("regularisation" in h for h in big.hints), big.hints
     assert not any("weak clue" in h for h in big.hints)
+
+
+def test_a_directional_report_names_the_component_it_located():
+    """Directional mode checks only the components it locates, so the 'isolated' hint (a
+    block checked through) never fired: the located component is named all the same."""
+    from fastcheck.models import make_mlp
+
+    m = make_mlp("S", bug="one-element", seed=0)
+    report = fc.check(m.cost, m.grad, m.theta, m.args, layout=m.layout, mode="directional",
+                      seed=0)
+    assert not report.passed
+    names = [report.layout.label(int(i)) for i in report.failed]
+    assert any("located by group testing" in h and names[0] in h for h in report.hints), (
+        report.hints)
+    right = make_mlp("S", seed=0)
+    ok = fc.check(right.cost, right.grad, right.theta, right.args, layout=right.layout,
+                  mode="directional", seed=0)
+    assert ok.passed and not any("located by group testing" in h for h in ok.hints)
