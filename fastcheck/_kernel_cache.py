@@ -10,8 +10,10 @@ it, and a later process loads it in a fraction of a second.
 
 numba does not invalidate a cached caller when a callee changes, so the module's file
 name is a hash of the cost's code: the bytecode and options of the cost and of every
-jitted function it reaches through its globals, the bytes of their source files, and the
-numba, Python and kernel versions. A changed cost hashes differently and gets a new
+function it reaches through its globals (jitted or ``register_jitable``, also through
+``module.attr`` chains), the bytes of their source files and of the modules of anything
+else they reach (a ``vectorize`` ufunc), the values numba freezes (an imported constant),
+and the numba, Python and kernel versions. A changed cost hashes differently and gets a new
 kernel; stale files are simply never used again (delete the directory to reclaim them).
 
 Where: ``$FASTCHECK_CACHE_DIR``, else ``$NUMBA_CACHE_DIR/fastcheck``, else
@@ -130,22 +132,86 @@ def _code_text(code: types.CodeType) -> str:
                      ",".join(map(_const_text, code.co_consts))))
 
 
-def _callees(func) -> list:
-    """Dispatchers that ``func`` names through its globals (``f`` or ``module.f``)."""
-    names = set()
+#: How deep ``module.attr.attr`` chains are followed from a function's globals.
+MAX_ATTRIBUTE_DEPTH = 3
+#: Libraries whose code is covered by their version (numba's is in the key) or does not
+#: change under a user: not walked (``np.sum`` would lead through all of numpy).
+LIBRARIES = frozenset({"numpy", "numba", "scipy", "llvmlite", "math", "cmath", "builtins",
+                       "operator", "functools", "itertools", "collections", "typing"})
+
+
+def _library(obj) -> bool:
+    name = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(
+        obj, "__module__", None)
+    return isinstance(name, str) and name.split(".")[0] in LIBRARIES
+
+
+def _names(func) -> set[str]:
+    names: set[str] = set()
     for code in _code_objects(func.__code__):
         names.update(code.co_names)
-    found = []
-    for name in sorted(names):
-        value = func.__globals__.get(name)
+    return names
+
+
+def _module_file(obj) -> str | None:
+    """The source file of the module ``obj`` was defined in, if it has one."""
+    module = obj if isinstance(obj, types.ModuleType) else sys.modules.get(
+        getattr(obj, "__module__", None) or "")
+    return getattr(module, "__file__", None)
+
+
+def _value_text(value) -> str | None:
+    """The text of a global value numba freezes into compiled code (a number, a string, a
+    tuple of them, an array), or None for anything else."""
+    if isinstance(value, (bool, int, float, complex, str, bytes, np.generic)):
+        return repr(value)
+    if isinstance(value, tuple):
+        parts = [_value_text(v) for v in value]
+        return None if None in parts else "(" + ",".join(parts) + ")"  # type: ignore[arg-type]
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype.str}{value.shape}" + hashlib.sha256(
+            np.ascontiguousarray(value).tobytes()).hexdigest()
+    return None
+
+
+def _reached(func) -> tuple[list, list[str], list[str]]:
+    """What the compiled ``func`` depends on through its globals.
+
+    Returns the functions to hash in turn (jitted dispatchers, and plain functions such as
+    ``register_jitable`` helpers), the source files of every module an object reached
+    comes from (a ``vectorize`` ufunc, a module named in an attribute chain such as
+    ``helpers.sub.act``), and the values numba freezes (a constant imported from a config
+    module). A stale kernel would keep the old ones: each goes into the key.
+    """
+    names = _names(func)
+    functions, files, values = [], [], []
+
+    def visit(name: str, value, depth: int) -> None:
+        if _library(value):
+            return
         if isinstance(value, CPUDispatcher):
-            found.append(value)
+            functions.append(value)
+        elif isinstance(value, types.FunctionType):
+            functions.append(value)
         elif isinstance(value, types.ModuleType):
-            for attr in sorted(names):
-                inner = getattr(value, attr, None)
-                if isinstance(inner, CPUDispatcher):
-                    found.append(inner)
-    return found
+            if depth < MAX_ATTRIBUTE_DEPTH:
+                for attr in sorted(names):
+                    inner = getattr(value, attr, None)
+                    if inner is not None and inner is not value:
+                        visit(f"{name}.{attr}", inner, depth + 1)
+        else:
+            text = _value_text(value)
+            if text is not None:
+                values.append(f"{name}={text}")
+                return
+        where = _module_file(value)
+        if where:
+            files.append(where)
+
+    for name in sorted(names):
+        if name in func.__globals__:
+            visit(name, func.__globals__[name], 0)
+    return functions, files, values
 
 
 def code_key(cost) -> str:
@@ -165,18 +231,22 @@ def _code_key(cost) -> str:
         h.update(part.encode())
     memo: dict[str, bytes] = {}
     seen: set[int] = set()
-    todo = [cost]
+    todo: list = [cost]
     while todo:
-        disp = todo.pop()
-        if id(disp) in seen:
+        item = todo.pop()
+        if id(item) in seen:
             continue
-        seen.add(id(disp))
-        func = disp.py_func
+        seen.add(id(item))
+        func = getattr(item, "py_func", item)
         h.update(f"{func.__module__}.{func.__qualname__}".encode())
-        h.update(repr(sorted(disp.targetoptions.items())).encode())
+        h.update(repr(sorted(getattr(item, "targetoptions", {}).items())).encode())
         h.update(_code_text(func.__code__).encode())
         h.update(_file_digest(func.__code__.co_filename, memo))
-        todo.extend(_callees(func))
+        functions, files, values = _reached(func)
+        for path in sorted(set(files)):
+            h.update(_file_digest(path, memo))
+        h.update("|".join(values).encode())
+        todo.extend(functions)
     return h.hexdigest()[:24]
 
 

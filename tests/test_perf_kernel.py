@@ -388,3 +388,41 @@ def test_a_stop_rule_keeps_small_first_chunks(mlp_s, monkeypatch):
     fc.check(mlp_s.cost, mlp_s.grad, mlp_s.theta, mlp_s.args, layout=mlp_s.layout,
              max_failures=1)
     assert launches[0] == 256 and len(launches) >= 2  # a failure would be heard early
+
+
+def test_the_key_covers_what_numba_freezes_beyond_the_cost_file(tmp_path, monkeypatch):
+    """An imported constant (numba freezes its value), a register_jitable helper and a
+    helper reached through a module attribute chain each change the kernel's key when they
+    change: a stale kernel would keep the old ones (fuzz3 found the constant kept)."""
+    import sys
+    import types
+
+    tag = uuid.uuid4().hex[:8]
+    src = tmp_path / "src"
+    (src / f"pkg_{tag}").mkdir(parents=True)
+    monkeypatch.syspath_prepend(str(src))
+
+    def load(scale: str, k: str, w: str):
+        for name in [m for m in sys.modules if tag in m]:
+            del sys.modules[name]
+        (src / f"pkg_{tag}" / "__init__.py").write_text("from . import sub  # noqa: F401\n")
+        (src / f"pkg_{tag}" / "sub.py").write_text(
+            f"from numba import njit\n\n\n@njit\ndef act(t):\n    return {w} * t\n")
+        (src / f"conf_{tag}.py").write_text(f"SCALE = {scale}\n")
+        (src / f"rj_{tag}.py").write_text(
+            "from numba.extending import register_jitable\n\n\n@register_jitable\n"
+            f"def helper(t):\n    return {k} * t\n")
+        (src / f"cost_{tag}.py").write_text(
+            f"import numpy as np\nfrom numba import njit\nimport pkg_{tag}\n"
+            f"from conf_{tag} import SCALE\nfrom rj_{tag} import helper\n\n\n@njit\n"
+            f"def cost(theta):\n    return SCALE * np.sum(helper(pkg_{tag}.sub.act(theta)))\n")
+        importlib.invalidate_caches()
+        module = importlib.import_module(f"cost_{tag}")
+        assert isinstance(module, types.ModuleType)
+        return _kernel_cache._code_key(module.cost)
+
+    base = load("1.0", "1.0", "1.0")
+    assert load("1.0", "1.0", "1.0") == base  # the same code: the same key
+    assert load("2.0", "1.0", "1.0") != base  # the imported constant
+    assert load("1.0", "2.0", "1.0") != base  # the register_jitable helper
+    assert load("1.0", "1.0", "2.0") != base  # pkg.sub.act, two attributes deep
