@@ -11,6 +11,12 @@ ROOT = str(Path(__file__).resolve().parents[2])
 SUB = """
 import numba
 import numpy as np
+from numba.extending import register_jitable
+
+
+@register_jitable
+def ract(t):
+    return {k} * np.tanh(t)
 
 
 @numba.njit
@@ -33,6 +39,9 @@ COSTS = {
     # a constant imported from another module (numba freezes it into the kernel)
     "c_const": "from config import SCALE\n\n\n@numba.njit\ndef cost(theta):\n"
                "    return SCALE * np.sum(np.tanh(theta))\n",
+    # a numba.extending.register_jitable helper
+    "c_rj": "from helpers.sub import ract\n\n\n@numba.njit\ndef cost(theta):\n"
+            "    return np.sum(ract(theta))\n",
     # a numba.vectorize helper
     "c_vec": "from helpers.sub import vact\n\n\n@numba.njit\ndef cost(theta):\n"
              "    return np.sum(vact(theta))\n",
