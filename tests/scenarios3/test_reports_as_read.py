@@ -177,3 +177,16 @@ def test_plots_of_every_kind_save_as_png(reports, tmp_path):
         path = tmp_path / f"{name}.png"
         fig.savefig(path)
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+@pytest.mark.parametrize("name", ["sampled", "sampled_fail", "partial", "partial_fail"])
+def test_the_confidence_sentence_states_the_bound_attribute(reports, name):
+    r = reports[name]
+    m = re.search(r"([\d,]+) of ([\d,]+) sampled components failed: with (\d+)% confidence "
+                  r"at most ([\d.]+)% of the ([\d,]+) components", r.summary())
+    assert m, r.summary()
+    failed, checked, level, bound, total = m.groups()
+    assert int(failed) == len(r.failed) and int(checked) == r.n_checked
+    assert int(total.replace(",", "")) == r.n_params and int(level) == 95
+    assert float(bound) == pytest.approx(100 * r.failure_rate_bound, rel=0.06)
+    assert r.to_dict()["failure_rate_bound"] == r.failure_rate_bound
