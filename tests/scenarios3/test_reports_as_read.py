@@ -45,6 +45,10 @@ def _cost32(p, x):  # computes in float32 whatever it is given
     return np.float32(np.sum(np.tanh(p["W"].astype(np.float32) @ x.astype(np.float32))))
 
 
+def _cost32_offset(p, x):  # float32 with a large constant term: noise hides the gradient
+    return np.float32(np.float32(1e4) + _cost32(p, x))
+
+
 def _interrupted(grad):
     calls = [0]
 
@@ -82,6 +86,8 @@ MAKERS = {
     "float32": lambda: fc.check(_cost, _grad, {"W": W0.astype(np.float32)},
                                 (X0.astype(np.float32),)),
     "float32_cost": lambda: fc.check(_cost32, _grad, {"W": W0.astype(np.float32)}, (X0,)),
+    "float32_warn": lambda: fc.check(_cost32_offset, _grad, {"W": W0.astype(np.float32)},
+                                     (X0,)),
     "max_failures": lambda: fc.check(_cost, _bad, {"W": W0}, (X0,), max_failures=1),
     "richardson_fail": lambda: fc.check(_cost, _bad, {"W": W0}, (X0,), method="richardson"),
     "partial": lambda: _interrupted(_grad),
@@ -190,3 +196,10 @@ def test_the_confidence_sentence_states_the_bound_attribute(reports, name):
     assert int(total.replace(",", "")) == r.n_params and int(level) == 95
     assert float(bound) == pytest.approx(100 * r.failure_rate_bound, rel=0.06)
     assert r.to_dict()["failure_rate_bound"] == r.failure_rate_bound
+
+
+def test_a_warn_report_reads_warn_and_does_not_raise(reports):
+    r = reports["float32_warn"]
+    assert r.verdict == "warn" and r.passed
+    assert r.summary().startswith("fastcheck WARN")
+    r.raise_if_failed()
