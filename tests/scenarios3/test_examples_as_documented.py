@@ -51,3 +51,18 @@ def test_object_model_example_from_another_directory(tmp_path):
     assert [h.split(":")[0] for h in heads] == ["fastcheck PASS", "fastcheck FAIL"]
     assert "failing blocks: b1" in out.stdout
     assert out.stdout.rstrip().endswith("after the check the model holds its own arrays: True")
+
+
+def test_the_readme_demo_output_is_what_the_demo_prints(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("`fastcheck demo --bug one-element` (the built-in S network")
+    block = readme[readme.index("```\n", start) + 4:]
+    block = block[:block.index("```")]
+    shown = [ln for ln in block.splitlines()
+             if ln.strip() and ln.strip() != "..." and not ln.startswith("ran:")]
+    assert len(shown) >= 10
+    out = _run(["-m", "fastcheck", "demo", "--bug", "one-element"], cwd=tmp_path)
+    assert out.returncode == 1, out.stderr[-2000:]
+    printed = out.stdout.splitlines()
+    missing = [ln for ln in shown if ln.rstrip() not in (p.rstrip() for p in printed)]
+    assert not missing, "\n".join(missing)
