@@ -190,6 +190,9 @@ class Report:
         verdict = verdict_of(n_failed, rel_smooth, run.noise_floor)
         if unexplained and verdict == "pass":
             verdict = "warn"
+        nothing = run.mode == "full" and indices.shape[0] == 0 and layout.size > 0
+        if nothing:  # stopped before its first chunk ended: no verdict to give
+            verdict = "warn"
         rel_errors = relative_errors(analytic, numeric)
         blind = (np.zeros(indices.shape[0], dtype=bool) if unresolved is None
                  else np.asarray(unresolved, dtype=bool))
@@ -215,7 +218,9 @@ class Report:
                 blocks = [replace(b, failure_rate_bound=p) for b, p in zip(blocks, per_block)]
             return tuple(blocks)
 
-        notes = tuple(run.notes)
+        notes = tuple(run.notes) + ((
+            "no component was checked (the check stopped before its first chunk ended): "
+            "nothing is known about the gradient yet",) if nothing else ())
         # Most reports are read for their verdict only: the per-block figures are built on
         # first access of ``blocks``, unless the verdict or the notes need them now.
         blocks: Any = make_blocks

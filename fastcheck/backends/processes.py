@@ -93,6 +93,18 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _openmp_running() -> bool:
+    """Whether numba's OpenMP threading layer has started in this process."""
+    if "numba" not in sys.modules:
+        return False
+    import numba
+
+    try:
+        return numba.threading_layer() == "omp"
+    except ValueError:  # no parallel code has run yet
+        return False
+
+
 def _processes_of(pool) -> list:
     """The pool's worker processes (private in both libraries, hence the care): empty
     when it has none or no longer knows them."""
@@ -263,12 +275,17 @@ class ProcessesBackend(Backend):
             code = codes[0]
             how = (f" (killed by signal {signal.Signals(-code).name})" if code < 0
                    else f" (exit code {code})")
+        openmp = ("; this process runs numba's OpenMP threads, and GNU OpenMP aborts a "
+                  "forked worker whose cost runs @njit(parallel=True) code ('fork() called "
+                  "from a process already using GNU OpenMP'): set "
+                  "NUMBA_THREADING_LAYER=workqueue before numba starts, or use "
+                  "backend='serial'" if self.method == "fork" and _openmp_running() else "")
         return FastcheckError(
             f"backend='processes': a worker process died{how} while {what}; the other "
             "workers were stopped. A segfault in the cost, os._exit inside it, "
             "or the system killing the worker for memory (each worker holds its own copy "
             "of the cost and args) end a worker; backend='serial' runs the cost in this "
-            "process"
+            f"process{openmp}"
         )
 
     def _describe(self, indices, lo: int, hi: int) -> str:
