@@ -297,22 +297,20 @@ def _concentrated(b: Block, report: Report) -> _Hint | None:
                 f"({slices}): {nf} of the {inside} checked there fail, none of the "
                 f"{b.local.size - inside} checked elsewhere: look at the gradient of that "
                 f"{word} ({what}an indexing or off-by-one slip?)"))
+    listed = "; ".join(f"{report.layout.label(int(i))} (analytic {a:.6g}, numeric {n:.6g})"
+                       for i, a, n in zip(b.flat[fail], b.a[fail], b.n[fail]))
     if b.local.size == b.size and nf <= MAX_ISOLATED and MAX_ISOLATED * nf <= b.size:
-        items = [f"{report.layout.label(int(i))} (analytic {a:.6g}, numeric {n:.6g})"
-                 for i, a, n in zip(b.flat[fail], b.a[fail], b.n[fail])]
         return _Hint(ISOLATED, b.number, (
             f"{b.name}: only {nf} of {b.local.size} checked components "
-            f"fail{'s' if nf == 1 else ''}, isolated: {'; '.join(items)}; the rest of the block "
+            f"fail{'s' if nf == 1 else ''}, isolated: {listed}; the rest of the block "
             f"is right: an indexing slip or an in-place edit of "
             f"{'this entry' if nf == 1 else 'these entries'}?"))
     if report.mode == "directional" and nf <= MAX_ISOLATED:
         # located by group testing, not a block checked through: name them all the same
-        items = [f"{report.layout.label(int(i))} (analytic {a:.6g}, numeric {n:.6g})"
-                 for i, a, n in zip(b.flat[fail], b.a[fail], b.n[fail])]
         return _Hint(ISOLATED, b.number, (
             f"{b.name}: {nf} failing component{'s' if nf > 1 else ''} located by group "
             f"testing (random directions, then halves) and confirmed one by one: "
-            f"{'; '.join(items)}; look at how {'this entry' if nf == 1 else 'these entries'} "
+            f"{listed}; look at how {'this entry' if nf == 1 else 'these entries'} "
             f"of the gradient {'is' if nf == 1 else 'are'} computed (an indexing slip or an "
             f"in-place edit?), then run fc.check on {b.name} to see the whole block"))
     return None
