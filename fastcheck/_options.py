@@ -10,26 +10,26 @@ from typing import Any
 import numpy as np
 
 
+def _positive_float(name: str, value: Any, expected: str = "") -> float:
+    """A positive finite real number as a float; ``expected`` is what else was allowed."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {expected}a positive float, got {type(value).__name__}")
+    result = float(value)
+    if not (result > 0 and math.isfinite(result)):
+        raise ValueError(f"{name} must be {expected}a positive finite float, got {value!r}")
+    return result
+
+
 def validate_eps(eps: Any) -> float | str:
     if isinstance(eps, str):
         if eps != "auto":
             raise ValueError(f'eps must be "auto" or a positive float, got {eps!r}')
         return eps
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
-        raise TypeError(f'eps must be "auto" or a positive float, got {type(eps).__name__}')
-    value = float(eps)
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f'eps must be "auto" or a positive finite float, got {eps!r}')
-    return value
+    return _positive_float("eps", eps, '"auto" or ')
 
 
 def validate_rtol(rtol: Any) -> float:
-    if isinstance(rtol, bool) or not isinstance(rtol, numbers.Real):
-        raise TypeError(f"rtol must be a positive float, got {type(rtol).__name__}")
-    value = float(rtol)
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"rtol must be a positive finite float, got {rtol!r}")
-    return value
+    return _positive_float("rtol", rtol)
 
 
 def validate_optional_count(name: str, value: Any) -> int | None:

@@ -208,9 +208,11 @@ def judge_level(a: np.ndarray, cur: Level, prev: Level, noise: np.ndarray, grow:
         if prev_kinky is not None:
             truncation_n = np.where(prev_kinky, 0.0, truncation_n)
         matches = np.abs(a - n) <= rtol * scale + noise + truncation_n
-        jump, prev_jump = cur.jump(), prev.jump()
-        small_jump = np.where(grow, prev_jump, jump)
-        large_jump = np.where(grow, jump, prev_jump)
+        # the signed jumps r - l at the smaller and the larger of the two steps
+        signed, prev_signed = cur.right - cur.left, prev.right - prev.left
+        small = np.where(grow, prev_signed, signed)
+        large = np.where(grow, signed, prev_signed)
+        jump, small_jump, large_jump = np.abs(signed), np.abs(small), np.abs(large)
         slopes = np.abs(cur.left) + np.abs(cur.right)
         kink = (jump > rtol * slopes + 2 * noise) & (small_jump >= 0.5 * large_jump)
         # stable across the two steps, and moving much less than it misses by: a central
@@ -224,8 +226,6 @@ def judge_level(a: np.ndarray, cur: Level, prev: Level, noise: np.ndarray, grow:
         # part of the jump left once the curvature's (proportional to h) is extrapolated
         # away, at least as large as the miss (a kink off theta by d < h shifts the
         # central difference by up to half its slope change, until the step is below d)
-        signed = cur.right - cur.left, prev.right - prev.left
-        small, large = np.where(grow, signed[1], signed[0]), np.where(grow, signed[0], signed[1])
         excess = np.abs(SHRINK * small - large) / (SHRINK - 1.0)
         small_noise = noise * np.where(grow, SHRINK, 1.0)
         kink_inside = (((small_jump >= 0.5 * large_jump) & (jump > noise) & (miss <= jump))

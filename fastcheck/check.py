@@ -215,14 +215,8 @@ def check(
         may_stop = adaptive or max_failures is not None
         order = (_plan.processing_order(problem.layout, plan.indices, plan.seed) if may_stop
                  else np.arange(plan.indices.shape[0], dtype=np.int64))
-        blocks_in_order = problem.layout.block_of(plan.indices[order]) if adaptive else None
-
-        def checked_per_block(done: int) -> list[int]:
-            assert blocks_in_order is not None  # asked only with sample="auto"
-            return np.bincount(blocks_in_order[:done], minlength=len(problem.layout)).tolist()
-
-        stop = _stop_rule(adaptive, max_failures, confidence, target_rate,
-                          checked_per_block, problem.layout.sizes)
+        stop = _stop_rule(adaptive, max_failures, confidence, target_rate, problem.layout,
+                          plan.indices, order)
 
         def run(problem: Problem, targets: _driver.Targets):
             chosen, why = choose_backend(backend, problem, plan.indices.shape[0], method, threads)
@@ -341,14 +335,16 @@ def _targets(problem: Problem, indices: np.ndarray, eps) -> _driver.Targets:
 
 
 def _stop_rule(adaptive: bool, max_failures: int | None, confidence: float,
-               target_rate: float, checked_per_block=None, sizes: tuple = ()):
-    """The rule that may end a check early, or None. ``checked_per_block(done)`` gives
-    the components checked in each block after ``done``: the bound is the report's own,
-    stratified (``stats.stratified_upper``), not one pooled over a sample that gave every
-    block a component."""
+               target_rate: float, layout: Layout, indices: np.ndarray, order: np.ndarray):
+    """The rule that may end a check early, or None. ``indices[order]``: the flat indices
+    in processing order; with ``sample="auto"`` the bound is the report's own, stratified by
+    block (``stats.stratified_upper``), not one pooled over a sample that gave every block
+    a component."""
     if not adaptive and max_failures is None:
         return None
     from .stats import stratified_upper
+
+    blocks = layout.block_of(indices[order])
 
     def stop(done: int, n_failed: int) -> str | None:
         if max_failures is not None and n_failed >= max_failures:
@@ -357,8 +353,8 @@ def _stop_rule(adaptive: bool, max_failures: int | None, confidence: float,
         if adaptive and n_failed:
             return f"sample='auto': a failure was confirmed after {done:,} components"
         if adaptive:
-            checked = checked_per_block(done)
-            bound = stratified_upper([0] * len(checked), checked, sizes, confidence)
+            checked = np.bincount(blocks[:done], minlength=len(layout)).tolist()
+            bound = stratified_upper([0] * len(checked), checked, layout.sizes, confidence)
             if bound <= target_rate:
                 return (f"sample='auto': 0 failures in {done:,} components puts the failure "
                         f"rate below target_rate={target_rate:g} at {confidence:.0%} "

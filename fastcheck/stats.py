@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -193,21 +194,39 @@ def upper_bounds(n_failed: list[int], n_checked: list[int], sizes: tuple[int, ..
     return stratified_upper(n_failed, n_checked, sizes, confidence), blocks
 
 
-def effective_sample(n_checked: list[int], sizes: tuple[int, ...]) -> tuple[float, float]:
-    """The weight and the effective sample size of the partially checked blocks.
+class Strata(NamedTuple):
+    """A sample stratified by block, as the bounds read it.
+
+    ``known``: failing components of the blocks checked completely (counted exactly);
+    ``unseen``: components of the blocks with nothing checked (possibly all failing);
+    ``part``: ``(failed, checked, size)`` of the blocks checked in part, ``weight`` their
+    share of all ``total`` components and ``n_eff`` their effective sample size.
+    """
+
+    total: int
+    known: int
+    unseen: int
+    part: list
+    weight: float
+    n_eff: float
+
+
+def strata(n_failed: list[int], n_checked: list[int], sizes: tuple[int, ...]) -> Strata:
+    """Split a per-block sample into what is known, unseen and sampled (see ``Strata``).
 
     A stratified sample gives every block at least one component, so small blocks get more
     than their share and big ones less. With ``v_b`` the share of block b among the blocks
     checked in part, ``n_eff = 1 / sum(v_b^2 / n_b)`` (Kish's effective sample size for
     unequal weights): ``n`` for a proportional sample, less when a big block was
-    under-sampled. Returns ``(weight of those blocks among all components, n_eff)``.
+    under-sampled.
     """
     total = sum(sizes)
-    part = [(size, n) for n, size in zip(n_checked, sizes) if 0 < n < size]
-    weight = sum(size for size, _ in part)
-    if not part or not total:
-        return 0.0, 0.0
-    return weight / total, 1.0 / sum((size / weight) ** 2 / n for size, n in part)
+    known = sum(k for k, n, size in zip(n_failed, n_checked, sizes) if n >= size)
+    unseen = sum(size for n, size in zip(n_checked, sizes) if n == 0)
+    part = [(k, n, size) for k, n, size in zip(n_failed, n_checked, sizes) if 0 < n < size]
+    part_size = sum(size for _, _, size in part)
+    n_eff = 1.0 / sum((size / part_size) ** 2 / n for _, n, size in part) if part else 0.0
+    return Strata(total, known, unseen, part, part_size / total if total else 0.0, n_eff)
 
 
 def stratified_upper(n_failed: list[int], n_checked: list[int], sizes: tuple[int, ...],
@@ -218,31 +237,27 @@ def stratified_upper(n_failed: list[int], n_checked: list[int], sizes: tuple[int
     Blocks checked completely count exactly; a block with nothing checked counts as
     possibly all failing; the blocks checked in part are pooled with their weights: the
     weighted failing fraction ``p`` and the effective sample size ``n_eff``
-    (:func:`effective_sample`) give the Clopper–Pearson bound with ``n_eff`` trials and
+    (:func:`strata`) give the Clopper–Pearson bound with ``n_eff`` trials and
     ``p n_eff`` events (Korn and Graubard's bound for complex samples, with Kish's
     design effect). For a proportional sample it is the pooled bound of ``k`` failures in
     ``n``; pooling ``k`` and ``n`` for a skewed one under-covered: 100 one-entry blocks and a
     10,000-entry block all wrong, ``sample=200``, gave 0.56 for a true 0.99.
     """
-    total = sum(sizes)
-    if not total:
+    st = strata(n_failed, n_checked, sizes)
+    if not st.total:
         return 0.0
-    known = sum(k for k, n, size in zip(n_failed, n_checked, sizes) if n >= size)
-    unseen = sum(size for n, size in zip(n_checked, sizes) if n == 0)
-    weight, n_eff = effective_sample(n_checked, sizes)
-    if weight == 0.0:
-        return min(1.0, (known + unseen) / total)
-    part = [(k, n, size) for k, n, size in zip(n_failed, n_checked, sizes) if 0 < n < size]
-    part_size = sum(size for _, _, size in part)
-    p_hat = sum(size / part_size * k / n for k, n, size in part)
-    events = p_hat * n_eff
-    if events >= n_eff:
+    exact = (st.known + st.unseen) / st.total
+    if not st.part:
+        return min(1.0, exact)
+    part_size = sum(size for _, _, size in st.part)
+    events = st.n_eff * sum(size / part_size * k / n for k, n, size in st.part)
+    if events >= st.n_eff:
         bound = 1.0
     else:
         from scipy.special import betaincinv
 
-        bound = float(betaincinv(events + 1.0, n_eff - events, confidence))
-    return min(1.0, (known + unseen) / total + weight * bound)
+        bound = float(betaincinv(events + 1.0, st.n_eff - events, confidence))
+    return min(1.0, exact + st.weight * bound)
 
 
 def hypergeometric_upper(k: int, n: int, population: int, confidence: float) -> float:
@@ -304,14 +319,13 @@ def failure_rate_bound(n_failed_blocks: dict[str, int], n_checked_blocks: dict[s
     # blocks checked completely count exactly; the hypergeometric bound of the others
     # assumes a simple random sample of them: valid when their allocation is proportional
     # (n_eff = n), not for a skewed one (then the stratified bound)
-    weight, n_eff = effective_sample(checked, layout.sizes)
-    part = [(f, c, size) for f, c, size in zip(failed, checked, layout.sizes) if 0 < c < size]
-    n_part = sum(c for _, c, _ in part)
+    st = strata(failed, checked, layout.sizes)
+    n_part = sum(c for _, c, _ in st.part)
     finite_overall = overall
-    if part and n_eff >= n_part * (1 - 1e-9) and all(c for c in checked):
-        known = sum(f for f, c, size in zip(failed, checked, layout.sizes) if c >= size)
-        finite_overall = known / total + weight * hypergeometric_upper(
-            sum(f for f, _, _ in part), n_part, sum(size for _, _, size in part), confidence)
+    if st.part and not st.unseen and st.n_eff >= n_part * (1 - 1e-9):
+        finite_overall = st.known / total + st.weight * hypergeometric_upper(
+            sum(f for f, _, _ in st.part), n_part, sum(size for _, _, size in st.part),
+            confidence)
     return {
         "confidence": float(confidence),
         "method": "clopper-pearson",
